@@ -1,0 +1,327 @@
+//! Attachment: the bytes of one file or mail attachment -> one XML byte stream per report
+//! inside it, decompressed under hard caps.
+//!
+//! The container is decided by content (magic bytes) first and by name only where the
+//! content says nothing: reporters label gzip as `application/octet-stream`, name zip
+//! files `.xml`, or send no name at all. A zip yields every entry that holds XML or gzip
+//! (not just the first). What is read past [`Limits::max_decompressed_bytes`] (summed over
+//! all entries), or past `max_token_bytes` without a `<` or `>`, or past
+//! `max_zip_entries`, fails with [`AttachmentError::LimitExceeded`] as soon as it is read:
+//! a bomb costs at most the cap in CPU and a fixed buffer in memory.
+
+use std::cell::Cell;
+use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::rc::Rc;
+
+use flate2::read::MultiGzDecoder;
+
+use crate::config::Limits;
+
+/// The kinds of container the pipeline reads, as told by content (and name as a hint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// Plain XML (possibly with a BOM, leading whitespace or comments).
+    Xml,
+    /// gzip (one or more members).
+    Gzip,
+    /// zip archive.
+    Zip,
+    /// An RFC 5322 message (`.eml`).
+    Message,
+    /// An mbox file: messages separated by `From ` lines.
+    Mbox,
+    /// None of the above.
+    Unknown,
+}
+
+/// Why an attachment yielded no XML.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AttachmentError {
+    #[error("{what} exceeds the limit of {limit}")]
+    LimitExceeded { what: &'static str, limit: u64 },
+    #[error("corrupt {container} data: {reason}")]
+    Corrupt {
+        container: &'static str,
+        reason: String,
+    },
+    #[error("not a report container ({0})")]
+    Unrecognised(String),
+    #[error("read failed: {0}")]
+    Io(#[source] std::sync::Arc<io::Error>),
+}
+
+impl AttachmentError {
+    /// Only I/O on a local file could go away by retrying; bad content never does.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AttachmentError::Io(_))
+    }
+}
+
+/// Tells the container from the first bytes of the content, with the name as a hint
+/// where the content is ambiguous (`From ` starts both mbox files and some messages).
+pub fn sniff(head: &[u8], name: Option<&str>) -> Container {
+    let name = name.unwrap_or("").to_ascii_lowercase();
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Container::Gzip;
+    }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Container::Zip;
+    }
+    let text = skip_bom_and_space(head);
+    if text.starts_with(b"<") {
+        return Container::Xml;
+    }
+    if text.starts_with(b"From ") {
+        return if name.ends_with(".eml") {
+            Container::Message
+        } else {
+            Container::Mbox
+        };
+    }
+    if looks_like_header_block(text) {
+        return Container::Message;
+    }
+    Container::Unknown
+}
+
+fn skip_bom_and_space(b: &[u8]) -> &[u8] {
+    let b = b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    &b[start..]
+}
+
+/// True when the first line is an RFC 5322 header field (`Name: value`).
+fn looks_like_header_block(b: &[u8]) -> bool {
+    let line_end = b.iter().position(|&c| c == b'\n').unwrap_or(b.len());
+    let line = &b[..line_end];
+    match line.iter().position(|&c| c == b':') {
+        Some(colon) if colon > 0 => line[..colon]
+            .iter()
+            .all(|&c| c.is_ascii_graphic() && c != b':'),
+        _ => false,
+    }
+}
+
+/// A shared decompressed-bytes budget: every stream from one attachment draws on it.
+#[derive(Clone)]
+struct Budget {
+    left: Rc<Cell<u64>>,
+    limit: u64,
+}
+
+/// Counts what flows through and fails once the budget or the token cap is exceeded.
+struct Capped<R> {
+    inner: R,
+    budget: Budget,
+    /// Bytes since the last `<` or `>`: a text node or tag this long is refused before
+    /// the XML reader buffers it.
+    run: usize,
+    max_token: usize,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let left = self.budget.left.get();
+        if n as u64 > left {
+            return Err(io::Error::other(AttachmentError::LimitExceeded {
+                what: "decompressed size",
+                limit: self.budget.limit,
+            }));
+        }
+        self.budget.left.set(left - n as u64);
+        let chunk = &buf[..n];
+        match memchr::memrchr2(b'<', b'>', chunk) {
+            Some(last) => self.run = n - last - 1,
+            None => self.run += n,
+        }
+        if self.run > self.max_token {
+            return Err(io::Error::other(AttachmentError::LimitExceeded {
+                what: "an XML token (text or tag)",
+                limit: self.max_token as u64,
+            }));
+        }
+        Ok(n)
+    }
+}
+
+/// Turns an I/O error raised by [`Capped`] or a decoder back into the error it carries.
+pub fn classify_io(e: io::Error, container: &'static str) -> AttachmentError {
+    if let Some(carried) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<AttachmentError>())
+    {
+        return carried.clone();
+    }
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => AttachmentError::Corrupt {
+            container,
+            reason: "unexpected end of data (truncated)".into(),
+        },
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => AttachmentError::Corrupt {
+            container,
+            reason: e.to_string(),
+        },
+        _ => AttachmentError::Io(std::sync::Arc::new(e)),
+    }
+}
+
+/// Buffer size of the XML streams handed to the report reader.
+const STREAM_BUFFER: usize = 64 * 1024;
+
+/// One XML stream found in an attachment, handed to the caller's closure.
+pub struct XmlStream<'a> {
+    /// Where it came from: the zip entry name, or `None` for the attachment itself.
+    pub entry: Option<String>,
+    /// The decompressed XML, capped.
+    pub reader: &'a mut dyn BufRead,
+    /// Which container layer decompressed it ("xml", "gzip", "zip"), for error messages.
+    pub container: &'static str,
+}
+
+/// Reads the reports of one attachment or file: calls `each` once per XML stream inside
+/// (`Xml` itself, a gzip's content, every XML or gzip entry of a zip). Returns the number
+/// of streams found; an attachment with none is `Unrecognised`. `each` returns `E`; the
+/// attachment's own failures become `E` through `From<AttachmentError>`.
+pub fn for_each_xml<R, E, F>(
+    mut input: R,
+    name: Option<&str>,
+    limits: &Limits,
+    mut each: F,
+) -> Result<usize, E>
+where
+    R: Read + Seek,
+    E: From<AttachmentError>,
+    F: FnMut(XmlStream<'_>) -> Result<(), E>,
+{
+    let mut head = [0u8; 512];
+    let n = read_head(&mut input, &mut head).map_err(|e| E::from(classify_io(e, "input")))?;
+    input
+        .seek(io::SeekFrom::Start(0))
+        .map_err(|e| E::from(classify_io(e, "input")))?;
+    let budget = Budget {
+        left: Rc::new(Cell::new(limits.max_decompressed_bytes)),
+        limit: limits.max_decompressed_bytes,
+    };
+    match sniff(&head[..n], name) {
+        Container::Xml => {
+            feed(input, None, "xml", &budget, limits, &mut each)?;
+            Ok(1)
+        }
+        Container::Gzip => {
+            let gz = MultiGzDecoder::new(BufReader::with_capacity(STREAM_BUFFER, input));
+            feed(gz, None, "gzip", &budget, limits, &mut each)?;
+            Ok(1)
+        }
+        Container::Zip => for_each_zip_entry(input, &budget, limits, each),
+        Container::Unknown if n == 0 => Err(AttachmentError::Unrecognised("empty".into()).into()),
+        other => Err(AttachmentError::Unrecognised(describe(other, &head[..n])).into()),
+    }
+}
+
+fn describe(container: Container, head: &[u8]) -> String {
+    match container {
+        Container::Message => "a mail message, not a report attachment".into(),
+        Container::Mbox => "an mbox file, not a report attachment".into(),
+        _ => {
+            let shown: String = String::from_utf8_lossy(&head[..head.len().min(16)])
+                .chars()
+                .map(|c| if c.is_control() { '.' } else { c })
+                .collect();
+            format!("content starts with {shown:?}: neither XML, gzip nor zip")
+        }
+    }
+}
+
+fn read_head(input: &mut impl Read, head: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match input.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Wraps `inner` in the caps and a buffer, and hands it to `each` for the call's length.
+fn feed<R, E, F>(
+    inner: R,
+    entry: Option<String>,
+    container: &'static str,
+    budget: &Budget,
+    limits: &Limits,
+    each: &mut F,
+) -> Result<(), E>
+where
+    R: Read,
+    F: FnMut(XmlStream<'_>) -> Result<(), E>,
+{
+    let mut reader = BufReader::with_capacity(
+        STREAM_BUFFER,
+        Capped {
+            inner,
+            budget: budget.clone(),
+            run: 0,
+            max_token: limits.max_token_bytes,
+        },
+    );
+    each(XmlStream {
+        entry,
+        reader: &mut reader,
+        container,
+    })
+}
+
+fn for_each_zip_entry<R, E, F>(input: R, budget: &Budget, limits: &Limits, mut each: F) -> Result<usize, E>
+where
+    R: Read + Seek,
+    E: From<AttachmentError>,
+    F: FnMut(XmlStream<'_>) -> Result<(), E>,
+{
+    let corrupt = |e: zip::result::ZipError| AttachmentError::Corrupt {
+        container: "zip",
+        reason: e.to_string(),
+    };
+    let mut archive = zip::ZipArchive::new(input).map_err(|e| E::from(corrupt(e)))?;
+    if archive.len() > limits.max_zip_entries {
+        return Err(AttachmentError::LimitExceeded {
+            what: "zip entry count",
+            limit: limits.max_zip_entries as u64,
+        }
+        .into());
+    }
+    let mut found = 0;
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).map_err(|e| E::from(corrupt(e)))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let entry_name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let mut head = [0u8; 512];
+        let n = read_head(&mut entry, &mut head).map_err(|e| E::from(classify_io(e, "zip")))?;
+        let chained = io::Cursor::new(head[..n].to_vec()).chain(entry);
+        match sniff(&head[..n], Some(&entry_name)) {
+            Container::Xml => {
+                found += 1;
+                feed(chained, Some(entry_name), "zip", budget, limits, &mut each)?;
+            }
+            Container::Gzip => {
+                found += 1;
+                let gz = MultiGzDecoder::new(BufReader::new(chained));
+                feed(gz, Some(entry_name), "zip", budget, limits, &mut each)?;
+            }
+            // Readme files, signatures and the like sit beside reports in some archives.
+            _ => {}
+        }
+    }
+    if found == 0 {
+        return Err(AttachmentError::Unrecognised("zip archive holds no XML entry".into()).into());
+    }
+    Ok(found)
+}

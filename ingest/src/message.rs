@@ -1,0 +1,414 @@
+//! Message: the raw bytes of one mail (RFC 5322, MIME) -> the report attachments in it.
+//!
+//! Reporters label their attachments every way there is: `application/gzip`,
+//! `application/octet-stream`, `application/x-zip-compressed`, a bogus `ContentType:` header,
+//! names split by RFC 2231, no name at all, the XML inline in a `text/plain` body, several
+//! reports in one mail. So every leaf part is decoded and judged by its content
+//! ([`attachment::sniff`]); names and labels only break ties. Also here: splitting mbox
+//! files into messages.
+
+use std::io::BufRead;
+
+use crate::attachment::{self, Container};
+use crate::config::Limits;
+
+/// One report-bearing part of a message, decoded (base64/quoted-printable removed).
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The part's file name (`filename` or `name` parameter, RFC 2231 joined), if any.
+    pub name: Option<String>,
+    /// The declared MIME type, lower-case.
+    pub content_type: String,
+    /// The decoded bytes: XML, gzip or zip.
+    pub data: Vec<u8>,
+}
+
+impl Attachment {
+    /// The name to show in messages: the file name, or the MIME type.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!("unnamed {}", self.content_type),
+        }
+    }
+}
+
+/// What a message (the mail, not its attachments) can be wrong with.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("message exceeds the size limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("unparsable MIME structure: {0}")]
+    Mime(String),
+    #[error("no DMARC report attachment found (parts: {0})")]
+    NoReport(String),
+    #[error("more than {limit} report attachments")]
+    TooManyAttachments { limit: usize },
+}
+
+impl MessageError {
+    /// A message never gets better by retrying.
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// Finds the report attachments of one raw message.
+pub fn report_attachments(raw: &[u8], limits: &Limits) -> Result<Vec<Attachment>, MessageError> {
+    if raw.len() as u64 > limits.max_message_bytes {
+        return Err(MessageError::TooLarge {
+            limit: limits.max_message_bytes,
+        });
+    }
+    let mail = mailparse::parse_mail(raw).map_err(|e| MessageError::Mime(e.to_string()))?;
+    let mut found = Vec::new();
+    let mut seen_parts = Vec::new();
+    collect(&mail, &mut found, &mut seen_parts, limits, 0)?;
+    if found.is_empty() {
+        let parts = if seen_parts.is_empty() {
+            "none".to_owned()
+        } else {
+            seen_parts.join(", ")
+        };
+        return Err(MessageError::NoReport(parts));
+    }
+    Ok(found)
+}
+
+/// MIME nesting allowed (multipart inside multipart, forwarded message/rfc822).
+const MAX_MIME_DEPTH: usize = 16;
+
+fn collect(
+    part: &mailparse::ParsedMail<'_>,
+    found: &mut Vec<Attachment>,
+    seen: &mut Vec<String>,
+    limits: &Limits,
+    depth: usize,
+) -> Result<(), MessageError> {
+    if depth > MAX_MIME_DEPTH {
+        return Err(MessageError::Mime("MIME parts nested too deep".into()));
+    }
+    if !part.subparts.is_empty() {
+        for sub in &part.subparts {
+            collect(sub, found, seen, limits, depth + 1)?;
+        }
+        return Ok(());
+    }
+    let content_type = part.ctype.mimetype.to_ascii_lowercase();
+    let name = part_name(part);
+    // A forwarded report: the attached message is searched too.
+    if content_type == "message/rfc822" {
+        if let Ok(body) = part.get_body_raw() {
+            if let Ok(inner) = mailparse::parse_mail(&body) {
+                let mut inner_found = Vec::new();
+                collect(&inner, &mut inner_found, seen, limits, depth + 1)?;
+                found.extend(inner_found);
+            }
+        }
+        return Ok(());
+    }
+    let data = match part.get_body_raw() {
+        Ok(d) => d,
+        Err(e) => {
+            seen.push(format!("{content_type} (undecodable: {e})"));
+            return Ok(());
+        }
+    };
+    let data = decode_unlabelled_base64(data);
+    if is_report_content(&data, &content_type, name.as_deref()) {
+        if found.len() >= limits.max_attachments_per_message {
+            return Err(MessageError::TooManyAttachments {
+                limit: limits.max_attachments_per_message,
+            });
+        }
+        found.push(Attachment {
+            name,
+            content_type,
+            data,
+        });
+    } else {
+        seen.push(match &name {
+            Some(n) => format!("{content_type} {n:?}"),
+            None => content_type,
+        });
+    }
+    Ok(())
+}
+
+/// The part's file name: `filename` of Content-Disposition, else `name` of Content-Type
+/// (mailparse joins RFC 2231 continuations and decodes charsets).
+fn part_name(part: &mailparse::ParsedMail<'_>) -> Option<String> {
+    let disposition = part.get_content_disposition();
+    disposition
+        .params
+        .get("filename")
+        .or_else(|| part.ctype.params.get("name"))
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+}
+
+/// Whether decoded part content is a report container: gzip and zip by magic bytes; XML
+/// when it mentions `feedback` early (an HTML body or an XML signature is not a report).
+fn is_report_content(data: &[u8], content_type: &str, name: Option<&str>) -> bool {
+    match attachment::sniff(data, name) {
+        Container::Gzip | Container::Zip => true,
+        Container::Xml => {
+            let head = &data[..data.len().min(4096)];
+            let lower = head.to_ascii_lowercase();
+            memchr::memmem::find(&lower, b"feedback").is_some()
+                || (content_type != "text/html"
+                    && name.is_some_and(|n| n.to_ascii_lowercase().ends_with(".xml")))
+        }
+        _ => false,
+    }
+}
+
+/// Some reporters send base64 with no (or a wrong) Content-Transfer-Encoding: a body of
+/// only base64 characters that decodes to gzip or zip magic is decoded.
+fn decode_unlabelled_base64(data: Vec<u8>) -> Vec<u8> {
+    let looks_base64 = data.len() >= 8
+        && data
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'\r' | b'\n'));
+    if !looks_base64 {
+        return data;
+    }
+    match decode_base64(&data) {
+        Some(decoded)
+            if matches!(
+                attachment::sniff(&decoded, None),
+                Container::Gzip | Container::Zip
+            ) =>
+        {
+            decoded
+        }
+        _ => data,
+    }
+}
+
+/// Plain base64 decoding, ignoring line breaks; `None` on a bad character.
+fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &c in text {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\r' | b'\n' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Splits an mbox stream into raw messages, calling `each(index, bytes)` for each (index
+/// from 1). `From ` lines separate messages; `>From ` quoting is undone (mboxrd). A message
+/// over `max_message_bytes` is passed as `Err` and skipped, the rest still come.
+pub fn split_mbox<R: BufRead, F>(mut input: R, limits: &Limits, mut each: F) -> std::io::Result<()>
+where
+    F: FnMut(usize, Result<Vec<u8>, MessageError>),
+{
+    let mut current: Vec<u8> = Vec::new();
+    let mut index = 0usize;
+    let mut too_large = false;
+    let mut started = false;
+    let mut line = Vec::new();
+    let limit = limits.max_message_bytes;
+    let mut flush = |index: usize, current: &mut Vec<u8>, too_large: &mut bool| {
+        if index == 0 {
+            return;
+        }
+        if *too_large {
+            each(index, Err(MessageError::TooLarge { limit }));
+        } else {
+            each(index, Ok(std::mem::take(current)));
+        }
+        current.clear();
+        *too_large = false;
+    };
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.starts_with(b"From ") {
+            flush(index, &mut current, &mut too_large);
+            index += 1;
+            started = true;
+            continue;
+        }
+        if !started {
+            // Text before the first separator: treat the file as one message.
+            index = 1;
+            started = true;
+        }
+        if too_large {
+            continue;
+        }
+        let unquoted = if line.starts_with(b">") && line.iter().skip_while(|&&c| c == b'>').take(5).eq(b"From ".iter()) {
+            &line[1..]
+        } else {
+            &line[..]
+        };
+        if (current.len() + unquoted.len()) as u64 > limit {
+            too_large = true;
+            current = Vec::new();
+            continue;
+        }
+        current.extend_from_slice(unquoted);
+    }
+    flush(index, &mut current, &mut too_large);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn base64(data: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in data.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    const XML: &[u8] = b"<?xml version=\"1.0\"?><feedback><report_metadata/></feedback>";
+
+    fn mail(parts: &[(&str, &str)]) -> Vec<u8> {
+        let mut m = String::from(
+            "From: dmarc@example.net\r\nTo: rua@example.com\r\nSubject: Report\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n",
+        );
+        for (headers, body) in parts {
+            m.push_str("--b1\r\n");
+            m.push_str(headers);
+            m.push_str("\r\n\r\n");
+            m.push_str(body);
+            m.push_str("\r\n");
+        }
+        m.push_str("--b1--\r\n");
+        m.into_bytes()
+    }
+
+    #[test]
+    fn gzip_labelled_octet_stream_is_found_by_content() {
+        let raw = mail(&[
+            ("Content-Type: text/plain", "This is a DMARC report."),
+            (
+                "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment",
+                &base64(&gzip(XML)),
+            ),
+        ]);
+        let found = report_attachments(&raw, &Limits::default()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, None);
+        assert!(found[0].data.starts_with(&[0x1f, 0x8b]));
+    }
+
+    #[test]
+    fn rfc2231_split_filename_is_joined() {
+        let raw = mail(&[(
+            "Content-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment;\r\n filename*0*=utf-8''google.com!example.com!;\r\n filename*1*=1700000000!1700086399.xml.gz",
+            &base64(&gzip(XML)),
+        )]);
+        let found = report_attachments(&raw, &Limits::default()).unwrap();
+        assert_eq!(
+            found[0].name.as_deref(),
+            Some("google.com!example.com!1700000000!1700086399.xml.gz")
+        );
+    }
+
+    #[test]
+    fn inline_xml_body_and_several_reports() {
+        let raw = mail(&[
+            ("Content-Type: text/xml", std::str::from_utf8(XML).unwrap()),
+            (
+                "Content-Type: application/gzip; name=\"b.xml.gz\"\r\nContent-Transfer-Encoding: base64",
+                &base64(&gzip(XML)),
+            ),
+            ("Content-Type: text/html", "<html><body>hello</body></html>"),
+        ]);
+        let found = report_attachments(&raw, &Limits::default()).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[1].name.as_deref(), Some("b.xml.gz"));
+    }
+
+    #[test]
+    fn base64_without_transfer_encoding_header() {
+        let raw = mail(&[("Content-Type: application/gzip", &base64(&gzip(XML)))]);
+        let found = report_attachments(&raw, &Limits::default()).unwrap();
+        assert!(found[0].data.starts_with(&[0x1f, 0x8b]));
+    }
+
+    #[test]
+    fn auto_reply_has_no_report() {
+        let raw = b"From: a@example.net\r\nSubject: Out of office\r\n\r\nI am away.\r\n";
+        let err = report_attachments(raw, &Limits::default()).unwrap_err();
+        assert!(matches!(err, MessageError::NoReport(_)), "{err}");
+        assert!(err.to_string().contains("text/plain"), "{err}");
+    }
+
+    #[test]
+    fn attachment_count_is_capped() {
+        let part = (
+            "Content-Type: application/gzip\r\nContent-Transfer-Encoding: base64",
+            base64(&gzip(XML)),
+        );
+        let parts: Vec<(&str, &str)> = (0..3).map(|_| (part.0, part.1.as_str())).collect();
+        let limits = Limits {
+            max_attachments_per_message: 2,
+            ..Limits::default()
+        };
+        let err = report_attachments(&mail(&parts), &limits).unwrap_err();
+        assert!(matches!(err, MessageError::TooManyAttachments { limit: 2 }));
+    }
+
+    #[test]
+    fn mbox_is_split_and_unquoted() {
+        let mbox = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: one\n\n>From here\nbody\nFrom c@d Mon Jan  1 00:00:00 2024\nSubject: two\n\nbody2\n";
+        let mut got = Vec::new();
+        split_mbox(&mbox[..], &Limits::default(), |i, m| got.push((i, m.unwrap()))).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1, b"Subject: one\n\nFrom here\nbody\n");
+        assert_eq!(got[1].0, 2);
+    }
+
+    #[test]
+    fn oversized_mbox_message_is_refused_alone() {
+        let big = "x".repeat(3000);
+        let mbox = format!("From a\nSubject: big\n\n{big}\nFrom b\nSubject: small\n\nok\n");
+        let limits = Limits {
+            max_message_bytes: 2048,
+            ..Limits::default()
+        };
+        let mut got = Vec::new();
+        split_mbox(mbox.as_bytes(), &limits, |i, m| got.push((i, m.is_ok()))).unwrap();
+        assert_eq!(got, vec![(1, false), (2, true)]);
+    }
+}
