@@ -154,6 +154,10 @@ impl SplitMix64 {
         &items[self.below(items.len() as u64) as usize]
     }
 
+    fn word(&mut self, items: &[&'static str]) -> &'static str {
+        items[self.below(items.len() as u64) as usize]
+    }
+
     /// Index into `weights`, chosen with probability proportional to each weight.
     fn weighted(&mut self, weights: &[u64]) -> usize {
         let mut roll = self.below(weights.iter().sum());
@@ -239,7 +243,7 @@ enum Sender {
     Own,
     Google,
     Microsoft,
-    BulkSender,
+    Bulk,
     Forwarder,
     Spoofer,
 }
@@ -248,7 +252,7 @@ const SENDERS: [Sender; 6] = [
     Sender::Own,
     Sender::Google,
     Sender::Microsoft,
-    Sender::BulkSender,
+    Sender::Bulk,
     Sender::Forwarder,
     Sender::Spoofer,
 ];
@@ -282,8 +286,8 @@ const SES_REGIONS: [&str; 5] = [
 ];
 const MAILCHIMP_SITES: [&str; 4] = ["atl", "sea", "suw", "wdc"];
 const GLOBAL_V6_PREFIXES: [u16; 14] = [
-    0x2001, 0x2401, 0x2403, 0x2405, 0x2600, 0x2602, 0x2604, 0x2607, 0x2a00, 0x2a01, 0x2a02,
-    0x2a03, 0x2a05, 0x2c0f,
+    0x2001, 0x2401, 0x2403, 0x2405, 0x2600, 0x2602, 0x2604, 0x2607, 0x2a00, 0x2a01, 0x2a02, 0x2a03,
+    0x2a05, 0x2c0f,
 ];
 
 const DKIM_HUMAN_PASS: [&str; 3] = ["2048-bit key", "1024-bit key", "signature verified"];
@@ -307,10 +311,16 @@ const FORWARD_REASONS_BIS: [&str; 3] = ["mailing_list", "trusted_forwarder", "ot
 
 fn reason_comments(kind: &str) -> &'static [&'static str] {
     match kind {
-        "forwarded" => &["arc=pass", "arc=pass as[1].d=google.com as[1].s=arc-20240605"],
+        "forwarded" => &[
+            "arc=pass",
+            "arc=pass as[1].d=google.com as[1].s=arc-20240605",
+        ],
         "mailing_list" => &["list-id header present", "arc=pass"],
         "trusted_forwarder" => &["forwarder on local allowlist", "arc=pass"],
-        "local_policy" => &["reject downgraded to quarantine", "sender on local allowlist"],
+        "local_policy" => &[
+            "reject downgraded to quarantine",
+            "sender on local allowlist",
+        ],
         _ => &["arc=pass"],
     }
 }
@@ -349,28 +359,28 @@ impl Record {
             Sender::Own => self.own(rng, ctx),
             Sender::Google => self.google(rng, ctx),
             Sender::Microsoft => self.microsoft(rng, ctx),
-            Sender::BulkSender => self.bulk_sender(rng, ctx),
+            Sender::Bulk => self.bulk(rng, ctx),
             Sender::Forwarder => self.forwarder(rng, ctx),
             Sender::Spoofer => self.spoofer(rng, ctx),
         }
         self.count = message_count(rng, sender);
         if rng.percent(18) {
-            self.envelope_to = Some(*rng.pick(&RECIPIENT_DOMAINS));
+            self.envelope_to = Some(rng.word(&RECIPIENT_DOMAINS));
         }
         for d in &mut self.dkim[..self.dkim_len] {
             if rng.percent(8) {
                 d.human_result = Some(if d.result == "pass" {
-                    *rng.pick(&DKIM_HUMAN_PASS)
+                    rng.word(&DKIM_HUMAN_PASS)
                 } else {
-                    *rng.pick(&DKIM_HUMAN_FAIL)
+                    rng.word(&DKIM_HUMAN_FAIL)
                 });
             }
         }
         if ctx.dmarcbis && rng.percent(10) {
             self.spf_human_result = Some(if self.spf_result == "pass" {
-                *rng.pick(&SPF_HUMAN_PASS)
+                rng.word(&SPF_HUMAN_PASS)
             } else {
-                *rng.pick(&SPF_HUMAN_FAIL)
+                rng.word(&SPF_HUMAN_FAIL)
             });
         }
         self.evaluate(rng, ctx, sender);
@@ -381,7 +391,10 @@ impl Record {
         self.source_ip = Some(match rng.below(100) {
             0..=59 => v4(192, 0, 2, rng.byte(1, 254)),
             60..=74 => v4(198, 51, 100, rng.byte(1, 254)),
-            _ => v6([0x2001, 0xdb8, rng.group(0, 0xff), rng.group(0, 0xf), 0, 0, 0, rng.group(1, 0xff)]),
+            _ => v6_host(
+                [0x2001, 0xdb8, rng.group(0, 0xff), rng.group(0, 0xf)],
+                rng.group(1, 0xff),
+            ),
         });
         self.header_from_with_sub(rng, ctx, 25, &OWN_SUBDOMAINS);
         if rng.percent(30) {
@@ -393,7 +406,7 @@ impl Record {
         let result = pick_weighted(rng, &[("pass", 96), ("fail", 3), ("temperror", 1)]);
         let d = self.add_dkim(result);
         d.domain.push_str(&ctx.domain);
-        d.selector.push_str(*rng.pick(&OWN_SELECTORS));
+        d.selector.push_str(rng.word(&OWN_SELECTORS));
         if rng.percent(10) && self.header_from != ctx.domain {
             let i = self.add_dkim("pass").index;
             self.dkim[i].domain.push_str(&self.header_from);
@@ -406,10 +419,18 @@ impl Record {
         self.spf_result = pick_weighted(rng, &[("pass", 95), ("softfail", 3), ("temperror", 2)]);
     }
 
-    /// Google Workspace: the customer's key, often with the gappssmtp.com second signature.
+    /// Google Workspace: the customer's key, or the gappssmtp.com one if none is set up.
     fn google(&mut self, rng: &mut SplitMix64, ctx: &Context) {
         self.source_ip = Some(if rng.percent(35) {
-            v6([0x2a00, 0x1450, rng.group(0x4800, 0x48ff), rng.group(0, 0x3f), 0, 0, 0, rng.group(0x100, 0xfff)])
+            v6_host(
+                [
+                    0x2a00,
+                    0x1450,
+                    rng.group(0x4800, 0x48ff),
+                    rng.group(0, 0x3f),
+                ],
+                rng.group(0x100, 0xfff),
+            )
         } else {
             match rng.below(3) {
                 0 => v4(209, 85, rng.byte(128, 255), rng.byte(1, 254)),
@@ -419,11 +440,13 @@ impl Record {
         });
         self.header_from_with_sub(rng, ctx, 10, &OWN_SUBDOMAINS);
         self.envelope_from.push_str(&self.header_from);
-        let result = pick_weighted(rng, &[("pass", 97), ("fail", 2), ("permerror", 1)]);
-        let d = self.add_dkim(result);
-        d.domain.push_str(&ctx.domain);
-        d.selector.push_str("google");
-        if rng.percent(50) {
+        // Google signs with the customer's key once one is set up, else with its own.
+        if rng.percent(80) {
+            let result = pick_weighted(rng, &[("pass", 97), ("fail", 2), ("permerror", 1)]);
+            let d = self.add_dkim(result);
+            d.domain.push_str(&ctx.domain);
+            d.selector.push_str("google");
+        } else {
             let d = self.add_dkim("pass");
             d.domain.push_str(&ctx.dashed);
             d.domain.push_str(".20230601.gappssmtp.com");
@@ -433,10 +456,13 @@ impl Record {
         self.spf_result = pick_weighted(rng, &[("pass", 96), ("softfail", 3), ("neutral", 1)]);
     }
 
-    /// Microsoft 365: selector1/selector2 plus the tenant's onmicrosoft.com signature.
+    /// Microsoft 365: selector1/selector2, or the tenant's onmicrosoft.com key.
     fn microsoft(&mut self, rng: &mut SplitMix64, ctx: &Context) {
         self.source_ip = Some(if rng.percent(45) {
-            v6([0x2a01, 0x111, 0xf403, rng.group(0xc000, 0xdfff), 0, 0, 0, rng.group(1, 0x1f)])
+            v6_host(
+                [0x2a01, 0x111, 0xf403, rng.group(0xc000, 0xdfff)],
+                rng.group(1, 0x1f),
+            )
         } else {
             match rng.below(3) {
                 0 => v4(40, 107, rng.byte(0, 255), rng.byte(1, 254)),
@@ -446,12 +472,18 @@ impl Record {
         });
         self.header_from_with_sub(rng, ctx, 10, &OWN_SUBDOMAINS);
         self.envelope_from.push_str(&self.header_from);
-        let selector = if rng.percent(50) { "selector1" } else { "selector2" };
-        let result = pick_weighted(rng, &[("pass", 96), ("fail", 3), ("temperror", 1)]);
-        let d = self.add_dkim(result);
-        d.domain.push_str(&ctx.domain);
-        d.selector.push_str(selector);
-        if rng.percent(60) {
+        // Likewise Microsoft: the customer's selector1/selector2, else the tenant's key.
+        let selector = if rng.percent(50) {
+            "selector1"
+        } else {
+            "selector2"
+        };
+        if rng.percent(75) {
+            let result = pick_weighted(rng, &[("pass", 96), ("fail", 3), ("temperror", 1)]);
+            let d = self.add_dkim(result);
+            d.domain.push_str(&ctx.domain);
+            d.selector.push_str(selector);
+        } else {
             let d = self.add_dkim("pass");
             d.domain.push_str(&ctx.label);
             d.domain.push_str(".onmicrosoft.com");
@@ -464,7 +496,7 @@ impl Record {
     }
 
     /// Bulk senders, whose SPF domain is often their own and so unaligned.
-    fn bulk_sender(&mut self, rng: &mut SplitMix64, ctx: &Context) {
+    fn bulk(&mut self, rng: &mut SplitMix64, ctx: &Context) {
         self.header_from_with_sub(rng, ctx, 40, &OWN_SUBDOMAINS);
         let aligned_dkim = rng.percent(85);
         match rng.below(4) {
@@ -477,14 +509,18 @@ impl Record {
                 });
                 if rng.percent(70) {
                     let n = rng.range(1000, 9999);
-                    push_fmt(&mut self.envelope_from, format_args!("em{n}.{}", ctx.domain));
+                    push_fmt(
+                        &mut self.envelope_from,
+                        format_args!("em{n}.{}", ctx.domain),
+                    );
                 } else {
                     self.envelope_from.push_str("sendgrid.net");
                 }
                 if aligned_dkim {
                     let d = self.add_dkim("pass");
                     d.domain.push_str(&ctx.domain);
-                    d.selector.push_str(if rng.percent(50) { "s1" } else { "s2" });
+                    d.selector
+                        .push_str(if rng.percent(50) { "s1" } else { "s2" });
                 }
                 let d = self.add_dkim("pass");
                 d.domain.push_str("sendgrid.info");
@@ -501,7 +537,7 @@ impl Record {
                     self.envelope_from.push_str("mail.");
                     self.envelope_from.push_str(&ctx.domain);
                 } else {
-                    self.envelope_from.push_str(*rng.pick(&SES_REGIONS));
+                    self.envelope_from.push_str(rng.word(&SES_REGIONS));
                     self.envelope_from.push_str(".amazonses.com");
                 }
                 if aligned_dkim {
@@ -520,15 +556,24 @@ impl Record {
                 } else {
                     v4(205, 201, rng.byte(128, 143), rng.byte(1, 254))
                 });
-                let (m, site, n) = (rng.range(1, 250), rng.pick(&MAILCHIMP_SITES), rng.range(11, 240));
-                push_fmt(&mut self.envelope_from, format_args!("mail{m}.{site}{n}.mcsv.net"));
+                let (m, site, n) = (
+                    rng.range(1, 250),
+                    rng.pick(&MAILCHIMP_SITES),
+                    rng.range(11, 240),
+                );
+                push_fmt(
+                    &mut self.envelope_from,
+                    format_args!("mail{m}.{site}{n}.mcsv.net"),
+                );
                 let d = self.add_dkim("pass");
                 d.domain.push_str("mcsv.net");
-                d.selector.push_str(if rng.percent(50) { "k2" } else { "k3" });
+                d.selector
+                    .push_str(if rng.percent(50) { "k2" } else { "k3" });
                 if aligned_dkim {
                     let d = self.add_dkim("pass");
                     d.domain.push_str(&ctx.domain);
-                    d.selector.push_str(if rng.percent(50) { "k2" } else { "k3" });
+                    d.selector
+                        .push_str(if rng.percent(50) { "k2" } else { "k3" });
                 }
             }
             _ => {
@@ -544,7 +589,7 @@ impl Record {
                 let d = self.add_dkim(result);
                 d.domain.push_str("mg.");
                 d.domain.push_str(&ctx.domain);
-                d.selector.push_str(*rng.pick(&["pic", "mx", "krs"]));
+                d.selector.push_str(rng.word(&["pic", "mx", "krs"]));
                 if rng.percent(30) {
                     let d = self.add_dkim("pass");
                     d.domain.push_str("mailgun.org");
@@ -577,12 +622,19 @@ impl Record {
         let original = if rng.percent(60) { "fail" } else { "pass" };
         let d = self.add_dkim(original);
         d.domain.push_str(&ctx.domain);
-        d.selector.push_str(*rng.pick(&OWN_SELECTORS));
+        d.selector.push_str(rng.word(&OWN_SELECTORS));
         if list && rng.percent(60) {
             let i = self.add_dkim("pass").index;
             self.dkim[i].domain.push_str(&self.envelope_from);
             let selector = if rng.percent(50) { "default" } else { "list" };
             self.dkim[i].selector.push_str(selector);
+            if rng.percent(25) {
+                // A list hosted at Fastmail, which signs everything it relays.
+                let d = self.add_dkim("pass");
+                d.domain.push_str("messagingengine.com");
+                d.selector
+                    .push_str(if rng.percent(50) { "fm2" } else { "fm3" });
+            }
         }
         self.spf_domain.push_str(&self.envelope_from);
         self.spf_result = if list {
@@ -597,7 +649,10 @@ impl Record {
         self.source_ip = Some(match rng.below(100) {
             0..=69 => random_v4(rng),
             70..=79 => v4(203, 0, 113, rng.byte(1, 254)),
-            80..=89 => v6([0x2001, 0xdb8, 0xbad, rng.group(0, 0xffff), 0, 0, 0, rng.group(1, 0xffff)]),
+            80..=89 => v6_host(
+                [0x2001, 0xdb8, 0xbad, rng.group(0, 0xffff)],
+                rng.group(1, 0xffff),
+            ),
             _ => random_v6(rng),
         });
         self.header_from_with_sub(rng, ctx, 20, &SPOOF_SUBDOMAINS);
@@ -615,7 +670,13 @@ impl Record {
         } else {
             let result = pick_weighted(
                 rng,
-                &[("pass", 50), ("fail", 20), ("none", 10), ("permerror", 10), ("neutral", 10)],
+                &[
+                    ("pass", 50),
+                    ("fail", 20),
+                    ("none", 10),
+                    ("permerror", 10),
+                    ("neutral", 10),
+                ],
             );
             let i = self.add_dkim(result).index;
             if !own_envelope && rng.percent(70) {
@@ -625,21 +686,43 @@ impl Record {
             }
             i
         };
-        self.dkim[i].selector.push_str(*rng.pick(&SPOOF_SELECTORS));
+        self.dkim[i].selector.push_str(rng.word(&SPOOF_SELECTORS));
         self.spf_domain.push_str(&self.envelope_from);
         if rng.percent(8) {
             self.spf_scope = "helo";
         }
         self.spf_result = if own_envelope {
-            pick_weighted(rng, &[("fail", 60), ("softfail", 30), ("permerror", 5), ("temperror", 5)])
+            pick_weighted(
+                rng,
+                &[
+                    ("fail", 60),
+                    ("softfail", 30),
+                    ("permerror", 5),
+                    ("temperror", 5),
+                ],
+            )
         } else {
-            pick_weighted(rng, &[("pass", 40), ("neutral", 20), ("none", 20), ("softfail", 20)])
+            pick_weighted(
+                rng,
+                &[
+                    ("pass", 40),
+                    ("neutral", 20),
+                    ("none", 20),
+                    ("softfail", 20),
+                ],
+            )
         };
     }
 
-    fn header_from_with_sub(&mut self, rng: &mut SplitMix64, ctx: &Context, percent: u64, subs: &[&str]) {
+    fn header_from_with_sub(
+        &mut self,
+        rng: &mut SplitMix64,
+        ctx: &Context,
+        percent: u64,
+        subs: &[&'static str],
+    ) {
         if rng.percent(percent) {
-            self.header_from.push_str(*rng.pick(subs));
+            self.header_from.push_str(rng.word(subs));
         }
         self.header_from.push_str(&ctx.domain);
     }
@@ -656,12 +739,20 @@ impl Record {
             self.disposition = if ctx.dmarcbis { "pass" } else { "none" };
             return;
         }
-        self.disposition = if self.header_from == ctx.domain { "reject" } else { "quarantine" };
-        if sender == Sender::Forwarder && rng.percent(65) {
-            let kind = *rng.pick(if ctx.dmarcbis { &FORWARD_REASONS_BIS } else { &FORWARD_REASONS });
+        self.disposition = if self.header_from == ctx.domain {
+            "reject"
+        } else {
+            "quarantine"
+        };
+        if sender == Sender::Forwarder && rng.percent(80) {
+            let kind = *rng.pick(if ctx.dmarcbis {
+                &FORWARD_REASONS_BIS
+            } else {
+                &FORWARD_REASONS
+            });
             self.set_reason(rng, kind);
             self.disposition = "none";
-        } else if sender != Sender::Forwarder && rng.percent(12) {
+        } else if sender != Sender::Forwarder && rng.percent(18) {
             self.set_reason(rng, "local_policy");
             self.disposition = if self.disposition == "reject" && rng.percent(60) {
                 "quarantine"
@@ -672,7 +763,11 @@ impl Record {
     }
 
     fn set_reason(&mut self, rng: &mut SplitMix64, kind: &'static str) {
-        let comment = if rng.percent(50) { Some(*rng.pick(reason_comments(kind))) } else { None };
+        let comment = if rng.percent(50) {
+            Some(*rng.pick(reason_comments(kind)))
+        } else {
+            None
+        };
         self.reason = Some((kind, comment));
     }
 }
@@ -708,6 +803,12 @@ fn v6(g: [u16; 8]) -> IpAddr {
     IpAddr::V6(Ipv6Addr::from(g))
 }
 
+/// `prefix::host` in a /64, the way providers number their outbound relays.
+fn v6_host(prefix: [u16; 4], host: u16) -> IpAddr {
+    let [a, b, c, d] = prefix;
+    v6([a, b, c, d, 0, 0, 0, host])
+}
+
 /// A global unicast IPv4 address outside private, shared, loopback, link-local,
 /// benchmarking, documentation and multicast space.
 fn random_v4(rng: &mut SplitMix64) -> IpAddr {
@@ -715,8 +816,16 @@ fn random_v4(rng: &mut SplitMix64) -> IpAddr {
         let (a, b) = (rng.byte(1, 223), rng.byte(0, 255));
         let special = matches!(
             (a, b),
-            (10, _) | (127, _) | (100, 64..=127) | (169, 254) | (172, 16..=31) | (192, 168) | (192, 0)
-                | (198, 18..=19) | (198, 51) | (203, 0)
+            (10, _)
+                | (127, _)
+                | (100, 64..=127)
+                | (169, 254)
+                | (172, 16..=31)
+                | (192, 168)
+                | (192, 0)
+                | (198, 18..=19)
+                | (198, 51)
+                | (203, 0)
         );
         if !special {
             return v4(a, b, rng.byte(0, 255), rng.byte(1, 254));
@@ -744,7 +853,7 @@ fn random_v6(rng: &mut SplitMix64) -> IpAddr {
 /// A pronounceable made-up name such as `vexlumo`, possibly with a digit.
 fn push_junk_name(rng: &mut SplitMix64, out: &mut String) {
     for _ in 0..rng.range(2, 3) {
-        out.push_str(*rng.pick(&SYLLABLES));
+        out.push_str(rng.word(&SYLLABLES));
     }
     if rng.percent(30) {
         out.push(char::from(b'0' + rng.below(10) as u8));
@@ -759,7 +868,7 @@ fn push_junk_domain(rng: &mut SplitMix64, ctx: &Context, out: &mut String) {
         _ => {
             push_junk_name(rng, out);
             out.push('.');
-            out.push_str(*rng.pick(&JUNK_TLDS));
+            out.push_str(rng.word(&JUNK_TLDS));
         }
     }
 }
@@ -787,7 +896,9 @@ struct Xml {
 
 impl Xml {
     fn with_capacity(n: usize) -> Self {
-        Self { buf: Vec::with_capacity(n) }
+        Self {
+            buf: Vec::with_capacity(n),
+        }
     }
 
     fn drain_to<W: Write>(&mut self, out: &mut W) -> io::Result<u64> {
@@ -896,9 +1007,17 @@ fn write_head(xml: &mut Xml, spec: &ReportSpec, ctx: &Context) {
             .org_name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    let org_domain = if looks_like_domain { spec.org_name.as_str() } else { "example.net" };
+    let org_domain = if looks_like_domain {
+        spec.org_name.as_str()
+    } else {
+        "example.net"
+    };
     xml.leaf_escaped(2, "email", &format!("noreply-dmarc-support@{org_domain}"));
-    xml.leaf_escaped(2, "extra_contact_info", &format!("https://{org_domain}/dmarc"));
+    xml.leaf_escaped(
+        2,
+        "extra_contact_info",
+        &format!("https://{org_domain}/dmarc"),
+    );
     xml.leaf_escaped(2, "report_id", &spec.report_id);
     xml.open(2, "date_range");
     xml.leaf_u64(3, "begin", spec.date_begin);
@@ -908,7 +1027,10 @@ fn write_head(xml: &mut Xml, spec: &ReportSpec, ctx: &Context) {
         xml.leaf(
             2,
             "generator",
-            concat!("dmarc-ingest-benches gen-report ", env!("CARGO_PKG_VERSION")),
+            concat!(
+                "dmarc-ingest-benches gen-report ",
+                env!("CARGO_PKG_VERSION")
+            ),
         );
     }
     xml.close(1, "report_metadata");
@@ -987,5 +1109,276 @@ fn pass_fail(pass: bool) -> &'static str {
         "pass"
     } else {
         "fail"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quick_xml::events::Event;
+    use quick_xml::name::{Namespace, ResolveResult};
+    use quick_xml::NsReader;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// What a lenient reader finds in a generated report.
+    #[derive(Debug, Default)]
+    struct Parsed {
+        records: u64,
+        messages: u64,
+        dispositions: BTreeMap<String, u64>,
+        reasons: u64,
+        ipv4: u64,
+        ipv6: u64,
+        dkim_per_record: BTreeMap<usize, u64>,
+        envelope_to: u64,
+        elements: BTreeSet<String>,
+        namespaces: BTreeSet<String>,
+        org_name: String,
+    }
+
+    fn generate(spec: &ReportSpec) -> (Vec<u8>, GeneratedTotals) {
+        let mut xml = Vec::new();
+        let totals = write_report(&mut xml, spec).expect("writing to a Vec");
+        (xml, totals)
+    }
+
+    fn spec(records: u64, seed: u64, dmarcbis: bool) -> ReportSpec {
+        ReportSpec {
+            records,
+            seed,
+            dmarcbis,
+            ..ReportSpec::default()
+        }
+    }
+
+    /// Reads every event with quick-xml (end names checked) and checks each record's shape.
+    fn parse(xml: &[u8]) -> Parsed {
+        let mut reader = NsReader::from_reader(xml);
+        let mut buf = Vec::new();
+        let mut path: Vec<String> = Vec::new();
+        let mut p = Parsed::default();
+        let (mut dkim, mut spf) = (0usize, 0usize);
+        loop {
+            let (ns, event) = match reader.read_resolved_event_into(&mut buf) {
+                Ok(x) => x,
+                Err(e) => panic!("XML error at byte {}: {e}", reader.buffer_position()),
+            };
+            match event {
+                Event::Start(e) => {
+                    let name = String::from_utf8(e.local_name().as_ref().to_vec()).unwrap();
+                    p.namespaces.insert(match ns {
+                        ResolveResult::Bound(Namespace(n)) => {
+                            String::from_utf8(n.to_vec()).unwrap()
+                        }
+                        ResolveResult::Unbound => String::new(),
+                        ResolveResult::Unknown(prefix) => panic!("unknown prefix {prefix:?}"),
+                    });
+                    let parent = path.last().map(String::as_str);
+                    match (parent, name.as_str()) {
+                        (_, "record") => {
+                            p.records += 1;
+                            (dkim, spf) = (0, 0);
+                        }
+                        (Some("auth_results"), "dkim") => dkim += 1,
+                        (Some("auth_results"), "spf") => spf += 1,
+                        (Some("policy_evaluated"), "reason") => p.reasons += 1,
+                        (_, "envelope_to") => p.envelope_to += 1,
+                        _ => {}
+                    }
+                    p.elements.insert(name.clone());
+                    path.push(name);
+                }
+                Event::End(_) => {
+                    let closed = path.pop();
+                    if closed.as_deref() == Some("record") {
+                        assert!(
+                            (1..=3).contains(&dkim),
+                            "record {} has {dkim} dkim",
+                            p.records
+                        );
+                        assert_eq!(spf, 1, "record {} has {spf} spf", p.records);
+                        *p.dkim_per_record.entry(dkim).or_default() += 1;
+                    }
+                }
+                Event::Text(t) => {
+                    let text = t.unescape().unwrap();
+                    let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
+                    match (parent, path.last().map(String::as_str)) {
+                        (Some("row"), Some("count")) => {
+                            let n: u64 = text.parse().unwrap();
+                            assert!((1..=1000).contains(&n), "count {n}");
+                            p.messages += n;
+                        }
+                        (_, Some("source_ip")) => match text.parse::<IpAddr>().unwrap() {
+                            IpAddr::V4(_) => p.ipv4 += 1,
+                            IpAddr::V6(_) => p.ipv6 += 1,
+                        },
+                        (_, Some("disposition")) => {
+                            *p.dispositions.entry(text.into_owned()).or_default() += 1;
+                        }
+                        (_, Some("org_name")) => p.org_name = text.into_owned(),
+                        _ => {}
+                    }
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+            buf.clear();
+        }
+        assert!(path.is_empty(), "unclosed elements {path:?}");
+        p
+    }
+
+    #[test]
+    fn rfc7489_report_is_well_formed_and_matches_totals() {
+        let spec = spec(2_000, 7, false);
+        let (xml, totals) = generate(&spec);
+        let p = parse(&xml);
+        assert_eq!(totals.records, 2_000);
+        assert_eq!(p.records, totals.records);
+        assert_eq!(p.messages, totals.messages);
+        assert_eq!(totals.bytes, xml.len() as u64);
+        assert_eq!(p.namespaces, BTreeSet::from([String::new()]));
+        assert!(p.elements.contains("pct"));
+        for bis_only in ["np", "testing", "discovery_method", "generator"] {
+            assert!(
+                !p.elements.contains(bis_only),
+                "{bis_only} in an RFC 7489 report"
+            );
+        }
+        assert!(!p.dispositions.contains_key("pass"));
+    }
+
+    #[test]
+    fn dmarcbis_report_uses_the_rfc9990_namespace_and_fields() {
+        let spec = spec(2_000, 7, true);
+        let (xml, totals) = generate(&spec);
+        let p = parse(&xml);
+        assert_eq!(p.records, totals.records);
+        assert_eq!(p.messages, totals.messages);
+        assert_eq!(p.namespaces, BTreeSet::from([DMARC_2_NAMESPACE.to_owned()]));
+        for field in [
+            "np",
+            "testing",
+            "discovery_method",
+            "generator",
+            "human_result",
+        ] {
+            assert!(p.elements.contains(field), "no <{field}>");
+        }
+        assert!(!p.elements.contains("pct"));
+        assert!(p.dispositions.contains_key("pass"));
+        let text = String::from_utf8(xml).unwrap();
+        assert!(
+            !text.contains("<type>forwarded</type>"),
+            "RFC 9990 dropped `forwarded`"
+        );
+    }
+
+    #[test]
+    fn records_are_varied_like_real_reports() {
+        let (xml, _) = generate(&spec(20_000, 3, false));
+        let p = parse(&xml);
+        let n = p.records as f64;
+        for d in ["none", "quarantine", "reject"] {
+            assert!(
+                p.dispositions.get(d).copied().unwrap_or(0) as f64 > n * 0.02,
+                "{d}: {p:?}"
+            );
+        }
+        assert!(
+            (0.05..0.15).contains(&(p.reasons as f64 / n)),
+            "reasons {}",
+            p.reasons
+        );
+        assert!(
+            (0.10..0.40).contains(&(p.ipv6 as f64 / n)),
+            "ipv6 {}",
+            p.ipv6
+        );
+        assert_eq!(p.ipv4 + p.ipv6, p.records);
+        assert_eq!(
+            p.dkim_per_record.keys().copied().collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(p.envelope_to > 0 && p.envelope_to < p.records / 2);
+        assert!(p.elements.contains("human_result") && p.elements.contains("comment"));
+        // Skewed toward small counts: the mean is far below the midpoint of 1..=1000.
+        assert!(
+            p.messages as f64 / n < 100.0,
+            "mean count {}",
+            p.messages as f64 / n
+        );
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        for dmarcbis in [false, true] {
+            let (a, ta) = generate(&spec(3_000, 42, dmarcbis));
+            let (b, tb) = generate(&spec(3_000, 42, dmarcbis));
+            assert_eq!(ta, tb);
+            assert!(a == b, "same seed gave different output");
+            let (c, _) = generate(&spec(3_000, 43, dmarcbis));
+            assert!(a != c, "different seeds gave the same output");
+        }
+    }
+
+    #[test]
+    fn size_per_record_is_like_real_reports() {
+        for dmarcbis in [false, true] {
+            let (_, t) = generate(&spec(10_000, 1, dmarcbis));
+            let per_record = t.bytes / t.records;
+            assert!(
+                (450..700).contains(&per_record),
+                "{per_record} bytes/record"
+            );
+        }
+    }
+
+    #[test]
+    fn output_is_streamed_in_bounded_chunks() {
+        struct Chunks {
+            writes: usize,
+            largest: usize,
+            bytes: u64,
+        }
+        impl Write for Chunks {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.writes += 1;
+                self.largest = self.largest.max(b.len());
+                self.bytes += b.len() as u64;
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut sink = Chunks {
+            writes: 0,
+            largest: 0,
+            bytes: 0,
+        };
+        let t = write_report(&mut sink, &spec(20_000, 5, false)).unwrap();
+        assert_eq!(sink.bytes, t.bytes);
+        assert!(sink.writes as u64 >= t.bytes / CHUNK_BYTES as u64);
+        assert!(
+            sink.largest < CHUNK_BYTES + 4096,
+            "a write of {} bytes",
+            sink.largest
+        );
+    }
+
+    #[test]
+    fn empty_report_and_metadata_escaping() {
+        let spec = ReportSpec {
+            records: 0,
+            org_name: "Mail & <Co>".to_owned(),
+            ..ReportSpec::default()
+        };
+        let (xml, t) = generate(&spec);
+        assert_eq!((t.records, t.messages, t.bytes), (0, 0, xml.len() as u64));
+        let p = parse(&xml);
+        assert_eq!(p.records, 0);
+        assert_eq!(p.org_name, "Mail & <Co>");
     }
 }

@@ -120,11 +120,16 @@ struct Capped<R> {
     /// the XML reader buffers it.
     run: usize,
     max_token: usize,
+    /// The layer that decompresses, to name it when its data is corrupt.
+    container: &'static str,
 }
 
 impl<R: Read> Read for Capped<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self
+            .inner
+            .read(buf)
+            .map_err(|e| io::Error::other(classify_io(e, self.container)))?;
         let left = self.budget.left.get();
         if n as u64 > left {
             return Err(io::Error::other(AttachmentError::LimitExceeded {
@@ -269,6 +274,7 @@ where
             budget: budget.clone(),
             run: 0,
             max_token: limits.max_token_bytes,
+            container,
         },
     );
     each(XmlStream {
@@ -278,7 +284,12 @@ where
     })
 }
 
-fn for_each_zip_entry<R, E, F>(input: R, budget: &Budget, limits: &Limits, mut each: F) -> Result<usize, E>
+fn for_each_zip_entry<R, E, F>(
+    input: R,
+    budget: &Budget,
+    limits: &Limits,
+    mut each: F,
+) -> Result<usize, E>
 where
     R: Read + Seek,
     E: From<AttachmentError>,
@@ -314,7 +325,14 @@ where
             Container::Gzip => {
                 found += 1;
                 let gz = MultiGzDecoder::new(BufReader::new(chained));
-                feed(gz, Some(entry_name), "zip", budget, limits, &mut each)?;
+                feed(
+                    gz,
+                    Some(entry_name),
+                    "gzip in zip",
+                    budget,
+                    limits,
+                    &mut each,
+                )?;
             }
             // Readme files, signatures and the like sit beside reports in some archives.
             _ => {}

@@ -62,15 +62,17 @@ pub fn main() -> ExitCode {
 fn parse(config: &Config, format: Format, paths: &[PathBuf]) -> ExitCode {
     let stdout = std::io::stdout().lock();
     let mut sink = PrintRows {
-        writer: RowWriter::new(format, std::io::BufWriter::with_capacity(1 << 16, stdout)),
+        rows: RowWriter::new(format, Vec::with_capacity(REPORT_BUFFER)),
+        out: std::io::BufWriter::with_capacity(1 << 16, stdout),
         failures: 0,
+        closed: false,
+        streamed: 0,
     };
-    let flow = input::read_paths(paths, &config.limits, &mut sink);
-    let flushed = sink.writer.flush();
-    if flow == Flow::Stop || flushed.is_err() {
-        // stdout closed (a pipe into `head`): not an input failure.
-        return ExitCode::from(if sink.failures > 0 { 1 } else { 0 });
+    input::read_paths(paths, &config.limits, &mut sink);
+    if sink.out.flush().is_err() {
+        sink.closed = true;
     }
+    // A closed stdout (a pipe into `head`) is not an input failure.
     if sink.failures > 0 {
         ExitCode::from(1)
     } else {
@@ -78,10 +80,54 @@ fn parse(config: &Config, format: Format, paths: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// Rows of one report are held back up to this many bytes, so that a report that turns
+/// out broken prints no rows; past it they stream (bounded memory), and the error line
+/// says how many were printed.
+const REPORT_BUFFER: usize = 4 << 20;
+
 /// Prints rows; counts failures and prints each on stderr.
 struct PrintRows<W: Write> {
-    writer: RowWriter<W>,
+    rows: RowWriter<Vec<u8>>,
+    out: W,
     failures: u64,
+    closed: bool,
+    /// Rows of the current report already written out (past the buffer).
+    streamed: u64,
+}
+
+impl<W: Write> PrintRows<W> {
+    fn drain(&mut self) -> Result<(), InputError> {
+        let buffered = self.rows.get_mut();
+        let result = self.out.write_all(buffered);
+        buffered.clear();
+        result.map_err(|e| {
+            self.closed = true;
+            InputError::Sink {
+                message: format!("cannot write output: {e}"),
+                transient: false,
+            }
+        })
+    }
+
+    fn write_report(
+        &mut self,
+        source: &str,
+        reader: &mut ReportReader<&mut dyn BufRead>,
+    ) -> Result<(), InputError> {
+        self.streamed = 0;
+        while let Some(record) = reader.next_record()? {
+            let row = rows::record_row(source, reader.header(), &record);
+            self.rows.write(&row).map_err(|e| InputError::Sink {
+                message: format!("cannot format row: {e}"),
+                transient: false,
+            })?;
+            if self.rows.get_mut().len() >= REPORT_BUFFER {
+                self.drain()?;
+                self.streamed = reader.records_read();
+            }
+        }
+        self.drain()
+    }
 }
 
 impl<W: Write> ReportSink for PrintRows<W> {
@@ -90,24 +136,29 @@ impl<W: Write> ReportSink for PrintRows<W> {
         source: &str,
         reader: &mut ReportReader<&mut dyn BufRead>,
     ) -> Result<Flow, InputError> {
-        while let Some(record) = reader.next_record()? {
-            let row = rows::record_row(source, reader.header(), &record);
-            if let Err(e) = self.writer.write(&row) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(Flow::Stop);
+        match self.write_report(source, reader) {
+            Ok(()) => Ok(Flow::Continue),
+            Err(_) if self.closed => Ok(Flow::Stop),
+            Err(e) => {
+                self.rows.get_mut().clear();
+                if self.streamed > 0 {
+                    eprintln!(
+                        "note: {source}: {} rows of this report were printed before it failed",
+                        self.streamed
+                    );
                 }
-                return Err(InputError::Sink {
-                    message: format!("cannot write output: {e}"),
-                    transient: false,
-                });
+                Err(e)
             }
         }
-        Ok(Flow::Continue)
     }
 
     fn failure(&mut self, source: &str, error: &InputError) -> Flow {
         self.failures += 1;
         eprintln!("error: {source}: {error}");
-        Flow::Continue
+        if self.closed {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
     }
 }

@@ -137,14 +137,19 @@ fn read_path(path: &Path, limits: &Limits, sink: &mut dyn ReportSink, depth: usi
     }
 }
 
-/// Files a directory walk passes over: hidden files, Maildir's `tmp/`, and the index
-/// files of dovecot and courier, which sit beside the mail in a Maildir.
+/// Files a directory walk passes over (a file named on the command line is always read):
+/// hidden files, Maildir's `tmp/`, the index files of dovecot and courier that sit beside
+/// the mail in a Maildir, and documentation and expected-output files beside fixtures.
 fn is_mail_store_metadata(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    name.starts_with('.')
+    const NOT_MAIL: &[&str] = &[".md", ".txt", ".py", ".sh", ".tsv", ".json", ".jsonl"];
+    let lower = name.to_ascii_lowercase();
+    NOT_MAIL.iter().any(|ext| lower.ends_with(ext))
+        || lower == "license"
+        || name.starts_with('.')
         || name.starts_with("dovecot")
         || name.starts_with("courier")
         || name == "maildirfolder"

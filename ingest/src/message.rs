@@ -255,7 +255,13 @@ where
         if too_large {
             continue;
         }
-        let unquoted = if line.starts_with(b">") && line.iter().skip_while(|&&c| c == b'>').take(5).eq(b"From ".iter()) {
+        let unquoted = if line.starts_with(b">")
+            && line
+                .iter()
+                .skip_while(|&&c| c == b'>')
+                .take(5)
+                .eq(b"From ".iter())
+        {
             &line[1..]
         } else {
             &line[..]
@@ -286,7 +292,11 @@ mod tests {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -393,7 +403,10 @@ mod tests {
     fn mbox_is_split_and_unquoted() {
         let mbox = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: one\n\n>From here\nbody\nFrom c@d Mon Jan  1 00:00:00 2024\nSubject: two\n\nbody2\n";
         let mut got = Vec::new();
-        split_mbox(&mbox[..], &Limits::default(), |i, m| got.push((i, m.unwrap()))).unwrap();
+        split_mbox(&mbox[..], &Limits::default(), |i, m| {
+            got.push((i, m.unwrap()))
+        })
+        .unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].1, b"Subject: one\n\nFrom here\nbody\n");
         assert_eq!(got[1].0, 2);

@@ -455,6 +455,8 @@ pub struct ReportReader<R: BufRead> {
     messages_read: u64,
     seen_feedback: bool,
     seen_metadata: bool,
+    /// Name of the first element, to say what a non-report is.
+    first_element: Option<String>,
     done: bool,
     /// A record read by `open` while looking for the first one.
     pending: Option<Record>,
@@ -487,6 +489,7 @@ impl<R: BufRead> ReportReader<R> {
             messages_read: 0,
             seen_feedback: false,
             seen_metadata: false,
+            first_element: None,
             done: false,
             pending: None,
             problems_dropped: 0,
@@ -684,6 +687,9 @@ impl<R: BufRead> ReportReader<R> {
             local.as_ref()
         };
         let node = parent.child(name);
+        if self.first_element.is_none() {
+            self.first_element = Some(String::from_utf8_lossy(start.name().as_ref()).into_owned());
+        }
         match node {
             Node::Outside => {
                 let shown = String::from_utf8_lossy(start.name().as_ref()).into_owned();
@@ -701,7 +707,9 @@ impl<R: BufRead> ReportReader<R> {
             Node::Unknown => {
                 let shown = String::from_utf8_lossy(start.name().as_ref()).into_owned();
                 let parent_tag = parent.tag();
-                self.problem(format!("unknown element <{shown}> in <{parent_tag}> skipped"));
+                self.problem(format!(
+                    "unknown element <{shown}> in <{parent_tag}> skipped"
+                ));
             }
             Node::Extension => {
                 self.extension.clear();
@@ -983,7 +991,10 @@ impl<R: BufRead> ReportReader<R> {
             if self.xml.buffer_position() == 0 {
                 return Err(ReportError::Empty);
             }
-            return Err(ReportError::NotDmarc("no <feedback> element".into()));
+            return Err(ReportError::NotDmarc(match &self.first_element {
+                Some(root) => format!("the root element is <{root}>, and no <feedback> follows"),
+                None => "no XML element at all".into(),
+            }));
         }
         if !self.done {
             // The innermost open structural element says where the input stopped.
@@ -1003,7 +1014,9 @@ impl<R: BufRead> ReportReader<R> {
         }
         if self.problems_dropped > 0 {
             let n = std::mem::take(&mut self.problems_dropped);
-            self.header.problems.push(format!("{n} more problems not listed"));
+            self.header
+                .problems
+                .push(format!("{n} more problems not listed"));
         }
         Ok(None)
     }
@@ -1019,9 +1032,15 @@ fn decode(bytes: &[u8], charset: Charset) -> (Cow<'_, str>, bool) {
         Charset::Latin1 => {
             if bytes.is_ascii() {
                 // Safe: ASCII is UTF-8.
-                (Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()), false)
+                (
+                    Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()),
+                    false,
+                )
             } else {
-                (Cow::Owned(bytes.iter().map(|&b| b as char).collect()), false)
+                (
+                    Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
+                    false,
+                )
             }
         }
     }

@@ -109,7 +109,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Builds the row of `record` in the report `header` read from `source`.
-pub fn record_row<'a>(source: &'a str, header: &'a ReportHeader, record: &'a Record) -> RecordRow<'a> {
+pub fn record_row<'a>(
+    source: &'a str,
+    header: &'a ReportHeader,
+    record: &'a Record,
+) -> RecordRow<'a> {
     let p = &header.policy;
     RecordRow {
         source,
@@ -266,6 +270,11 @@ impl<W: Write> RowWriter<W> {
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
+
+    /// The underlying writer (to drain a buffer between reports).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
 }
 
 fn csv_fields<'a>(r: &'a RecordRow<'a>) -> Vec<std::borrow::Cow<'a, str>> {
@@ -290,7 +299,10 @@ fn csv_fields<'a>(r: &'a RecordRow<'a>) -> Vec<std::borrow::Cow<'a, str>> {
         opt(r.published_p),
         opt(r.published_sp),
         opt(r.published_np),
-        r.published_pct.map(|p| p.to_string()).unwrap_or_default().into(),
+        r.published_pct
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+            .into(),
         opt(r.published_fo),
         opt(r.published_testing),
         opt(r.published_discovery_method),

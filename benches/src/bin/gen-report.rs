@@ -108,3 +108,47 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn parses_all_options() {
+        let a = parse(&[
+            "--records",
+            "1_000_000",
+            "--seed=9",
+            "--dmarcbis",
+            "--gzip",
+            "--out",
+            "r.xml.gz",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.spec.records, a.spec.seed, a.spec.dmarcbis),
+            (1_000_000, 9, true)
+        );
+        assert!(a.gzip);
+        assert_eq!(a.out.as_deref(), Some("r.xml.gz"));
+    }
+
+    #[test]
+    fn defaults_and_stdout() {
+        let a = parse(&["--records=5", "--out", "-"]).unwrap();
+        assert_eq!(a.spec.seed, ReportSpec::default().seed);
+        assert!(!a.gzip && !a.spec.dmarcbis && a.out.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--records"]).is_err());
+        assert!(parse(&["--records", "many"]).is_err());
+        assert!(parse(&["--records", "1", "--frobnicate"]).is_err());
+    }
+}

@@ -1,0 +1,314 @@
+use super::*;
+
+fn read_all(xml: &str) -> Result<(ReportHeader, Vec<Record>), ReportError> {
+    read_with(xml.as_bytes(), &Limits::default())
+}
+
+fn read_with(xml: &[u8], limits: &Limits) -> Result<(ReportHeader, Vec<Record>), ReportError> {
+    let mut reader = ReportReader::open(xml, limits)?;
+    let mut records = Vec::new();
+    while let Some(r) = reader.next_record()? {
+        records.push(r);
+    }
+    Ok((reader.into_header(), records))
+}
+
+const MINIMAL: &str = r#"<?xml version="1.0"?>
+<feedback>
+  <report_metadata>
+    <org_name>google.com</org_name>
+    <email>noreply-dmarc-support@google.com</email>
+    <report_id>123</report_id>
+    <date_range><begin>1700000000</begin><end>1700086399</end></date_range>
+  </report_metadata>
+  <policy_published><domain>Example.COM</domain><p>none</p><pct>100</pct></policy_published>
+  <record>
+    <row><source_ip>192.0.2.1</source_ip><count>3</count>
+      <policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>fail</spf></policy_evaluated>
+    </row>
+    <identifiers><header_from>example.com</header_from></identifiers>
+    <auth_results>
+      <dkim><domain>example.com</domain><selector>s1</selector><result>pass</result></dkim>
+      <spf><domain>bounce.example.com</domain><result>softfail</result></spf>
+    </auth_results>
+  </record>
+</feedback>"#;
+
+#[test]
+fn minimal_report() {
+    let (h, recs) = read_all(MINIMAL).unwrap();
+    assert_eq!(h.org_name, "google.com");
+    assert_eq!(h.report_id, "123");
+    assert_eq!(h.policy.domain, "example.com");
+    assert_eq!(h.policy.pct, Some(100));
+    assert_eq!((h.date_begin, h.date_end), (1_700_000_000, 1_700_086_399));
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r.count, 3);
+    assert_eq!(r.source_addr, Some("192.0.2.1".parse().unwrap()));
+    assert_eq!(r.policy_spf.as_deref(), Some("fail"));
+    assert_eq!(r.dkim[0].selector.as_deref(), Some("s1"));
+    assert_eq!(r.spf[0].result, "softfail");
+    assert!(h.problems.is_empty(), "{:?}", h.problems);
+}
+
+#[test]
+fn namespaces_and_prefixes_read_the_same() {
+    let bis = MINIMAL.replace(
+        "<feedback>",
+        r#"<feedback xmlns="urn:ietf:params:xml:ns:dmarc-2.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">"#,
+    );
+    let prefixed = MINIMAL
+        .replace(
+            "<feedback>",
+            r#"<dmarc:feedback xmlns:dmarc="http://dmarc.org/dmarc-xml/0.1">"#,
+        )
+        .replace("</feedback>", "</dmarc:feedback>")
+        .replace("<record>", "<dmarc:record>")
+        .replace("</record>", "</dmarc:record>");
+    let expected = read_all(MINIMAL).unwrap();
+    assert_eq!(read_all(&bis).unwrap(), expected);
+    assert_eq!(read_all(&prefixed).unwrap(), expected);
+}
+
+#[test]
+fn values_are_trimmed_and_case_folded_unknown_kept() {
+    let xml = MINIMAL
+        .replace(
+            "<disposition>none</disposition>",
+            "<disposition> Reject_Quarantine </disposition>",
+        )
+        .replace("<dkim>pass</dkim>", "<DKIM>Pass</DKIM>")
+        .replace(
+            "<result>softfail</result>",
+            "<result>\n  SoftFail\n</result>",
+        );
+    let (_, recs) = read_all(&xml).unwrap();
+    assert_eq!(recs[0].disposition.as_deref(), Some("reject_quarantine"));
+    assert_eq!(recs[0].policy_dkim.as_deref(), Some("pass"));
+    assert_eq!(recs[0].spf[0].result, "softfail");
+    assert!(matches!(recs[0].spf[0].result, Cow::Borrowed(_)));
+}
+
+#[test]
+fn report_id_brackets_fractional_epochs_and_org_fallback() {
+    let xml = MINIMAL
+        .replace("<org_name>google.com</org_name>", "<org_name> </org_name>")
+        .replace(
+            "<email>noreply-dmarc-support@google.com</email>",
+            "<email>dmarc@Reporter.Example</email>",
+        )
+        .replace(
+            "<report_id>123</report_id>",
+            "<report_id>&lt;abc@x.example&gt;</report_id>",
+        )
+        .replace("<begin>1700000000</begin>", "<begin>1700000000.75</begin>");
+    let (h, _) = read_all(&xml).unwrap();
+    assert_eq!(h.org_name, "reporter.example");
+    assert_eq!(h.report_id, "abc@x.example");
+    assert_eq!(h.date_begin, 1_700_000_000);
+}
+
+#[test]
+fn dmarcbis_fields_and_extensions_are_kept() {
+    let xml = r#"<feedback xmlns="urn:ietf:params:xml:ns:dmarc-2.0">
+  <version>1.0</version>
+  <report_metadata>
+    <org_name>example.net</org_name><email>a@example.net</email><report_id>r</report_id>
+    <date_range><begin>1</begin><end>2</end></date_range>
+    <error>DNS timeout for _dmarc.example.com</error>
+    <generator>Example MTA 3.1</generator>
+  </report_metadata>
+  <policy_published><domain>example.com</domain><p>reject</p><np>quarantine</np>
+    <testing>n</testing><discovery_method>treewalk</discovery_method></policy_published>
+  <extension><ext:thing xmlns:ext="urn:x">a &amp; b<ext:sub v="1"/></ext:thing></extension>
+  <record>
+    <row><source_ip>2001:DB8:0:0::1</source_ip><count>1</count>
+      <policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>pass</spf>
+        <reason><type>local_policy</type><comment>arc=pass</comment></reason>
+      </policy_evaluated></row>
+    <identifiers><envelope_to>Rcpt.Example</envelope_to><envelope_from>e.example</envelope_from><header_from>example.com</header_from></identifiers>
+    <auth_results>
+      <dkim><domain>example.com</domain><selector>s</selector><result>pass</result><human_result>good sig</human_result></dkim>
+      <spf><domain>e.example</domain><scope>mfrom</scope><result>pass</result><human_result>ok</human_result></spf>
+    </auth_results>
+    <extension><x>1</x></extension>
+  </record>
+</feedback>"#;
+    let (h, recs) = read_all(xml).unwrap();
+    assert_eq!(h.version.as_deref(), Some("1.0"));
+    assert_eq!(h.errors, ["DNS timeout for _dmarc.example.com"]);
+    assert_eq!(h.generator.as_deref(), Some("Example MTA 3.1"));
+    assert_eq!(h.policy.np.as_deref(), Some("quarantine"));
+    assert_eq!(h.policy.testing.as_deref(), Some("n"));
+    assert_eq!(h.policy.discovery_method.as_deref(), Some("treewalk"));
+    assert_eq!(
+        h.extensions,
+        [
+            r#"<extension><ext:thing xmlns:ext="urn:x">a &amp; b<ext:sub v="1"/></ext:thing></extension>"#
+        ]
+    );
+    let r = &recs[0];
+    assert_eq!(r.source_ip, "2001:db8::1");
+    assert_eq!(r.reasons[0].kind, "local_policy");
+    assert_eq!(r.reasons[0].comment.as_deref(), Some("arc=pass"));
+    assert_eq!(r.envelope_to.as_deref(), Some("rcpt.example"));
+    assert_eq!(r.dkim[0].human_result.as_deref(), Some("good sig"));
+    assert_eq!(r.spf[0].scope.as_deref(), Some("mfrom"));
+    assert_eq!(r.spf[0].human_result.as_deref(), Some("ok"));
+    assert_eq!(r.extensions, ["<extension><x>1</x></extension>"]);
+    assert!(h.problems.is_empty(), "{:?}", h.problems);
+}
+
+#[test]
+fn unknown_elements_are_skipped_and_named() {
+    let xml = MINIMAL.replace("<row>", "<row><vendor_note><deep>x</deep></vendor_note>");
+    let (h, recs) = read_all(&xml).unwrap();
+    assert_eq!(recs[0].count, 3);
+    assert_eq!(
+        h.problems,
+        ["unknown element <vendor_note> in <row> skipped"]
+    );
+}
+
+#[test]
+fn stray_wrapper_around_feedback_is_tolerated() {
+    let xml = format!(
+        r#"<?xml version="1.0"?> <xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">{}"#,
+        &MINIMAL[MINIMAL.find("<feedback>").unwrap()..]
+    );
+    let (h, recs) = read_all(&xml).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert!(h.problems[0].contains("<xs:schema>"), "{:?}", h.problems);
+}
+
+#[test]
+fn unescaped_less_than_in_values_is_recovered() {
+    let xml = MINIMAL
+        .replace(
+            "<email>noreply-dmarc-support@google.com</email>",
+            "<email><bad@bad.example></email>",
+        )
+        .replace(
+            "<header_from>example.com</header_from>",
+            "<header_from>bad<xml.example</header_from>",
+        );
+    let (h, recs) = read_all(&xml).unwrap();
+    assert_eq!(h.email, "<bad@bad.example>");
+    assert_eq!(recs[0].header_from, "bad<xml.example");
+    assert_eq!(recs[0].count, 3);
+    assert_eq!(h.problems.len(), 2, "{:?}", h.problems);
+}
+
+#[test]
+fn invalid_utf8_is_replaced_and_latin1_is_honoured() {
+    let mut bytes = MINIMAL
+        .replace("google.com</org_name>", "goo\u{1}gle</org_name>")
+        .into_bytes();
+    let at = bytes.iter().position(|&b| b == 1).unwrap();
+    bytes[at] = 0xE9;
+    let (h, _) = read_with(&bytes, &Limits::default()).unwrap();
+    assert_eq!(h.org_name, "goo\u{FFFD}gle");
+    assert!(h.problems[0].contains("invalid UTF-8"), "{:?}", h.problems);
+
+    let latin = String::from_utf8(bytes.clone())
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let _ = latin;
+    bytes.splice(
+        0..21,
+        b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"
+            .iter()
+            .copied(),
+    );
+    let (h, _) = read_with(&bytes, &Limits::default()).unwrap();
+    assert_eq!(h.org_name, "goo\u{E9}gle");
+    assert!(h.problems.is_empty(), "{:?}", h.problems);
+}
+
+#[test]
+fn doctype_is_refused() {
+    let xml = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE feedback [<!ENTITY a \"aaaa\">]>{}",
+        &MINIMAL[MINIMAL.find("<feedback>").unwrap()..]
+    );
+    assert!(matches!(read_all(&xml), Err(ReportError::Doctype)));
+}
+
+#[test]
+fn depth_and_record_limits() {
+    let deep = MINIMAL.replace(
+        "<row>",
+        &format!("<row>{}{}", "<x>".repeat(100), "</x>".repeat(100)),
+    );
+    let err = read_all(&deep).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReportError::LimitExceeded {
+                what: "XML nesting depth",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let record = &MINIMAL[MINIMAL.find("<record>").unwrap()..MINIMAL.find("</feedback>").unwrap()];
+    let three = MINIMAL.replace(record, &record.repeat(3));
+    let limits = Limits {
+        max_records_per_report: 2,
+        ..Limits::default()
+    };
+    let err = read_with(three.as_bytes(), &limits).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("records in one report exceeds the limit of 2"),
+        "{err}"
+    );
+    assert_eq!(read_all(&three).unwrap().1.len(), 3);
+}
+
+#[test]
+fn broken_inputs_give_clear_errors() {
+    assert!(matches!(read_all(""), Err(ReportError::Empty)));
+    let rss = r#"<?xml version="1.0"?><rss><channel><title>news</title></channel></rss>"#;
+    assert!(matches!(read_all(rss), Err(ReportError::NotDmarc(_))));
+    let cut = &MINIMAL[..MINIMAL.find("<identifiers>").unwrap()];
+    let err = read_all(cut).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "truncated: the input ends inside a <record>"
+    );
+    let bad_count = MINIMAL.replace("<count>3</count>", "<count>three</count>");
+    let err = read_all(&bad_count).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "record 1: <count> \"three\" is not a whole number"
+    );
+    let bad_date = MINIMAL.replace("<begin>1700000000</begin>", "<begin>yesterday</begin>");
+    assert!(read_all(&bad_date)
+        .unwrap_err()
+        .to_string()
+        .contains("yesterday"));
+}
+
+#[test]
+fn records_stream_one_at_a_time() {
+    let record = &MINIMAL[MINIMAL.find("<record>").unwrap()..MINIMAL.find("</feedback>").unwrap()];
+    let many = MINIMAL.replace(record, &record.repeat(1000));
+    let mut reader = ReportReader::open(many.as_bytes(), &Limits::default()).unwrap();
+    let mut n = 0;
+    while let Some(r) = reader.next_record().unwrap() {
+        n += 1;
+        assert_eq!(reader.records_read(), n);
+        assert_eq!(r.count, 3);
+    }
+    assert_eq!(n, 1000);
+    assert_eq!(reader.messages_read(), 3000);
+}
+
+#[test]
+fn keyword_folding() {
+    assert_eq!(keyword(" PASS "), "pass");
+    assert!(matches!(keyword("Fail"), Cow::Borrowed("fail")));
+    assert_eq!(keyword("Weird_Value"), "weird_value");
+}

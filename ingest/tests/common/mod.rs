@@ -1,0 +1,76 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use dmarc_ingest::config::Limits;
+use dmarc_ingest::input::{self, Flow, InputError, ReportSink};
+use dmarc_ingest::report::ReportReader;
+use dmarc_ingest::rows;
+
+/// The repository's root (the workspace).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shared real-world corpus, beside the repository.
+pub fn corpus() -> PathBuf {
+    repo_root().join("../shared/corpus/parsedmarc")
+}
+
+/// Counts what the parser found; keeps each row as JSON and each failure as text.
+#[derive(Default)]
+pub struct Collect {
+    pub reports: u64,
+    pub records: u64,
+    pub messages: u64,
+    pub report_ids: Vec<String>,
+    pub rows: Vec<serde_json::Value>,
+    pub failures: Vec<(String, String)>,
+    /// Strip this prefix from sources (for stable golden output).
+    pub strip: String,
+}
+
+impl ReportSink for Collect {
+    fn report(
+        &mut self,
+        source: &str,
+        reader: &mut ReportReader<&mut dyn BufRead>,
+    ) -> Result<Flow, InputError> {
+        let source = source
+            .strip_prefix(&self.strip)
+            .unwrap_or(source)
+            .to_owned();
+        let mut rows = Vec::new();
+        while let Some(record) = reader.next_record()? {
+            let row = rows::record_row(&source, reader.header(), &record);
+            rows.push(serde_json::to_value(&row).unwrap());
+        }
+        self.reports += 1;
+        self.records += reader.records_read();
+        self.messages += reader.messages_read();
+        self.report_ids.push(reader.header().report_id.clone());
+        self.rows.extend(rows);
+        Ok(Flow::Continue)
+    }
+
+    fn failure(&mut self, source: &str, error: &InputError) -> Flow {
+        let source = source
+            .strip_prefix(&self.strip)
+            .unwrap_or(source)
+            .to_owned();
+        self.failures.push((source, error.to_string()));
+        Flow::Continue
+    }
+}
+
+/// Parses `paths` with `limits`, collecting everything.
+pub fn collect(paths: &[PathBuf], limits: &Limits, strip: &str) -> Collect {
+    let mut c = Collect {
+        strip: strip.to_owned(),
+        ..Collect::default()
+    };
+    input::read_paths(paths, limits, &mut c);
+    c
+}
