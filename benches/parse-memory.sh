@@ -7,7 +7,9 @@
 #
 # Usage: benches/parse-memory.sh
 # Environment: RECORDS (default 1000000), SEED (default 1), DMARCBIS=1 for an RFC 9990
-# report, KEEP=1 to keep the temporary directory. Exits non-zero if parse fails.
+# report, KEEP=1 to keep the temporary directory, VERIFY=1 to parse a second time (not
+# timed) and check the row count and the sum of message_count against gen-report's totals.
+# Exits non-zero if parse fails or the check does not match.
 set -euo pipefail
 
 RECORDS=${RECORDS:-1000000}
@@ -25,7 +27,6 @@ if [ ! -x /usr/bin/time ]; then
 fi
 
 cargo build --release -p dmarc-ingest
-cargo build --release -p dmarc-ingest-benches --bin gen-report
 
 tmp=$(mktemp -d)
 if [ "${KEEP:-0}" = 1 ]; then
@@ -56,7 +57,7 @@ elapsed_s=$(awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s
 
 echo "generated:   $totals"
 awk -v g="$gz_bytes" -v x="$xml_bytes" -v r="$RECORDS" -v t0="$gen_start" -v t1="$gen_end" 'BEGIN {
-    printf "report:      %d records, %.1f MiB XML (%.0f bytes/record), %.1f MiB gzip, generated in %.2f s\n",
+    printf "report:      %d records, %.1f MiB XML (%.0f bytes/record), %.1f MiB gzip, %.2f s in cargo run gen-report\n",
         r, x / 1048576, x / r, g / 1048576, t1 - t0 }'
 awk -v kb="$max_rss_kb" -v x="$xml_bytes" 'BEGIN {
     printf "max RSS:     %.1f MiB (%.2f x the XML size)\n", kb / 1024, kb * 1024 / x }'
@@ -68,4 +69,14 @@ if [ "$status" -ne 0 ]; then
     echo "dmarc-ingest parse exited with status $status:" >&2
     head -n 20 "$tmp/parse.err" >&2
     exit "$status"
+fi
+
+if [ "${VERIFY:-0}" = 1 ]; then
+    want_messages=$(sed -n 's/.*"messages":\([0-9]*\).*/\1/p' <<<"$totals")
+    got=$(target/release/dmarc-ingest parse "$report" |
+        awk 'match($0, /"message_count":[0-9]+/) {
+                 n++; m += substr($0, RSTART + 16, RLENGTH - 16)
+             } END { printf "%d %d", n, m }')
+    echo "verify:      parse gave $got (records messages), gen-report $RECORDS $want_messages"
+    [ "$got" = "$RECORDS $want_messages" ] || { echo "MISMATCH" >&2; exit 1; }
 fi
