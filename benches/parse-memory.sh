@@ -41,7 +41,10 @@ gen_args=(--records "$RECORDS" --seed "$SEED" --gzip --out "$report")
 [ "$DMARCBIS" = 1 ] && gen_args+=(--dmarcbis)
 
 gen_start=$(date +%s.%N)
-cargo run --release -q -p dmarc-ingest-benches --bin gen-report -- "${gen_args[@]}" 2>"$tmp/gen.json"
+if ! cargo run --release -q -p dmarc-ingest-benches --bin gen-report -- "${gen_args[@]}" 2>"$tmp/gen.json"; then
+    cat "$tmp/gen.json" >&2
+    exit 1
+fi
 gen_end=$(date +%s.%N)
 totals=$(tail -n 1 "$tmp/gen.json")
 xml_bytes=$(sed -n 's/.*"xml_bytes":\([0-9]*\).*/\1/p' <<<"$totals")
