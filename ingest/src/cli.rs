@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::input::{self, Flow, InputError, ReportSink};
+use crate::pipeline;
 use crate::report::ReportReader;
 use crate::rows::{self, Format, RowWriter};
+use crate::store::Store;
 
 /// Streams DMARC aggregate reports from IMAP or files into ClickHouse.
 #[derive(Debug, Parser)]
@@ -35,6 +37,25 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Manage the ClickHouse schema.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaAction,
+    },
+    /// Import report files (the `parse` inputs, plus Maildir folders) into ClickHouse.
+    /// Idempotent: a report already stored is skipped and counted as a duplicate.
+    Import {
+        /// Files or directories (walked recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaAction {
+    /// Create the database and tables, or apply the migrations not applied yet.
+    /// Safe to re-run.
+    Apply,
 }
 
 /// Parses the process arguments and runs the command.
@@ -55,6 +76,83 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Parse { format, paths } => parse(&config, format, &paths),
+        Command::Schema {
+            action: SchemaAction::Apply,
+        } => schema_apply(&config),
+        Command::Import { paths } => import(&config, &paths),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Prints an error with its whole chain and gives exit code 1.
+fn fail(e: &dyn std::error::Error) -> ExitCode {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    eprintln!("error: {text}");
+    ExitCode::from(1)
+}
+
+/// `schema apply`: migrations, then a report of what was applied.
+fn schema_apply(config: &Config) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&config.clickhouse).await?;
+        let applied = store.apply_schema().await?;
+        let dropped = store.drop_stale_staging().await?;
+        Ok::<_, crate::store::StoreError>((store.database().to_owned(), applied, dropped))
+    });
+    match result {
+        Ok((db, applied, dropped)) => {
+            if applied.is_empty() {
+                eprintln!("schema: database {db} is up to date");
+            } else {
+                eprintln!("schema: applied {} to database {db}", applied.join(", "));
+            }
+            if dropped > 0 {
+                eprintln!("schema: dropped {dropped} stale staging partitions");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `import`: files into ClickHouse, a progress bar on a terminal, a summary at the end.
+fn import(config: &Config, paths: &[PathBuf]) -> ExitCode {
+    use std::io::IsTerminal;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let store = match rt.block_on(async {
+        let store = Store::connect(&config.clickhouse).await?;
+        store.check_schema().await?;
+        Ok::<_, crate::store::StoreError>(store)
+    }) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let progress = std::io::stderr().is_terminal();
+    let summary = pipeline::import_paths(rt.handle(), &store, paths, &config.limits, progress);
+    eprint!("{summary}");
+    if summary.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -40,7 +40,7 @@ pub struct Config {
     pub limits: Limits,
     /// ClickHouse connection (used by `schema`, `import`, `run`).
     #[serde(default)]
-    pub clickhouse: toml::Table,
+    pub clickhouse: ClickHouseConfig,
     /// IMAP connection (used by `run`).
     #[serde(default)]
     pub imap: toml::Table,
@@ -52,18 +52,25 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Decompressed XML bytes allowed from one file or attachment (zip entries summed).
+    #[serde(deserialize_with = "number")]
     pub max_decompressed_bytes: u64,
     /// Entries allowed in one zip archive.
+    #[serde(deserialize_with = "number")]
     pub max_zip_entries: usize,
     /// XML element nesting allowed.
+    #[serde(deserialize_with = "number")]
     pub max_xml_depth: usize,
     /// `<record>` elements allowed in one report.
+    #[serde(deserialize_with = "number")]
     pub max_records_per_report: u64,
     /// Report attachments taken from one message; more is an error.
+    #[serde(deserialize_with = "number")]
     pub max_attachments_per_message: usize,
     /// Size of one raw message (an `.eml`, one mbox entry, one IMAP message).
+    #[serde(deserialize_with = "number")]
     pub max_message_bytes: u64,
     /// Size of one XML token: a text value, a tag, a kept `<extension>`.
+    #[serde(deserialize_with = "number")]
     pub max_token_bytes: usize,
 }
 
@@ -77,6 +84,70 @@ impl Default for Limits {
             max_attachments_per_message: DEFAULT_MAX_ATTACHMENTS_PER_MESSAGE,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
+}
+
+/// Default ClickHouse HTTP endpoint.
+pub const DEFAULT_CLICKHOUSE_URL: &str = "http://127.0.0.1:8123";
+/// Default database.
+pub const DEFAULT_DATABASE: &str = "dmarc";
+/// Default rows per staging insert: bounds the importer's memory (~0.5 KiB a row).
+pub const DEFAULT_BATCH_ROWS: usize = 32_768;
+/// Default reports published together (one INSERT ... SELECT per table).
+pub const DEFAULT_PUBLISH_REPORTS: usize = 500;
+/// Default attempts for a ClickHouse call that fails transiently (down, overloaded).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+/// Default first retry delay; doubled each attempt, with jitter, up to the max.
+pub const DEFAULT_RETRY_INITIAL_MS: u64 = 250;
+pub const DEFAULT_RETRY_MAX_MS: u64 = 10_000;
+/// Default time allowed for one ClickHouse request.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// `[clickhouse]`: where rows go.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP(S) endpoint of the server.
+    pub url: String,
+    /// Database holding the tables (created by `schema apply`).
+    pub database: String,
+    pub user: String,
+    /// Password, inline or from the environment (`DMARC_INGEST_CLICKHOUSE_PASSWORD`).
+    pub password: String,
+    /// File holding the password (one trailing newline trimmed); wins over `password`.
+    pub password_file: Option<PathBuf>,
+    /// Rows per staging insert.
+    #[serde(deserialize_with = "number")]
+    pub batch_rows: usize,
+    /// Reports published together.
+    #[serde(deserialize_with = "number")]
+    pub publish_reports: usize,
+    /// Attempts for a transiently failing call, the first included.
+    #[serde(deserialize_with = "number")]
+    pub max_attempts: u32,
+    #[serde(deserialize_with = "number")]
+    pub retry_initial_ms: u64,
+    #[serde(deserialize_with = "number")]
+    pub retry_max_ms: u64,
+    #[serde(deserialize_with = "number")]
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: DEFAULT_CLICKHOUSE_URL.into(),
+            database: DEFAULT_DATABASE.into(),
+            user: "default".into(),
+            password: String::new(),
+            password_file: None,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            publish_reports: DEFAULT_PUBLISH_REPORTS,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            retry_initial_ms: DEFAULT_RETRY_INITIAL_MS,
+            retry_max_ms: DEFAULT_RETRY_MAX_MS,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
         }
     }
 }
@@ -144,12 +215,45 @@ impl Config {
                     path: path.to_owned(),
                     source: e,
                 })?;
+        let mut config = config;
+        config.read_secret_files()?;
         config.validate()?;
         Ok(config)
     }
 
+    /// Replaces `*_file` secrets by the files' contents.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.clickhouse.password_file {
+            self.clickhouse.password = read_secret(path)?;
+        }
+        Ok(())
+    }
+
     /// Pure checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let ch = &self.clickhouse;
+        if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "clickhouse.url {:?} must start with http:// or https://",
+                ch.url
+            )));
+        }
+        if ch.database.is_empty()
+            || !ch
+                .database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "clickhouse.database {:?} must be letters, digits and _",
+                ch.database
+            )));
+        }
+        if ch.batch_rows == 0 || ch.publish_reports == 0 || ch.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "clickhouse.batch_rows, publish_reports and max_attempts must be at least 1".into(),
+            ));
+        }
         let l = &self.limits;
         let zero = [
             ("max_decompressed_bytes", l.max_decompressed_bytes == 0),
@@ -172,10 +276,43 @@ impl Config {
     }
 }
 
+/// Deserializes a number given as a TOML number or as a string (from the environment).
+fn number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr + TryFrom<i64>,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(i64),
+        String(String),
+    }
+    match NumberOrString::deserialize(d)? {
+        NumberOrString::Number(n) => {
+            T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is out of range")))
+        }
+        NumberOrString::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a number: {e}"))),
+    }
+}
+
+/// Reads a secret file, trimming one trailing newline.
+fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
+}
+
 /// Sets `[section] key = value` from `DMARC_INGEST_SECTION_KEY=value`. The section is the
 /// word after the prefix (section names hold no `_`), the key is the rest, lower-cased.
-/// The value is read as a TOML value when it parses as one (numbers, booleans), else as a
-/// string.
+/// The value is a string; numeric keys parse it.
 fn overlay_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
     let rest = &name[ENV_PREFIX.len()..];
     let Some((section, key)) = rest.split_once('_') else {
@@ -185,11 +322,9 @@ fn overlay_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), C
         });
     };
     let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .filter(|v| !v.is_str() && !v.is_table())
-        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    // Kept as a string: numeric keys accept strings (see `number`), and a password of
+    // digits stays a password.
+    let parsed = toml::Value::String(value.to_owned());
     let entry = table
         .entry(section.clone())
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -246,6 +381,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn clickhouse_section_with_password_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let text = format!(
+            "[clickhouse]\nurl = \"https://ch.example:8443\"\npassword_file = {:?}\n",
+            secret
+        );
+        let c = Config::from_parts(
+            &text,
+            Path::new("x"),
+            &env(&[("DMARC_INGEST_CLICKHOUSE_DATABASE", "reports_2")]),
+        )
+        .unwrap();
+        assert_eq!(c.clickhouse.password, "s3cret");
+        assert_eq!(c.clickhouse.database, "reports_2");
+        let bad = Config::from_parts(
+            "[clickhouse]\ndatabase = \"x;drop\"\n",
+            Path::new("x"),
+            &env(&[]),
+        );
+        assert!(bad.unwrap_err().to_string().contains("clickhouse.database"));
     }
 
     #[test]

@@ -94,46 +94,64 @@ pub trait ReportSink {
 /// Reads every path, walking directories, feeding `sink`. Returns `Flow::Stop` when the
 /// sink stopped the run early.
 pub fn read_paths(paths: &[PathBuf], limits: &Limits, sink: &mut dyn ReportSink) -> Flow {
-    for path in paths {
-        if read_path(path, limits, sink, 0) == Flow::Stop {
+    for item in list_files(paths) {
+        let flow = match item {
+            Ok(file) => read_one_file(&file, limits, sink),
+            Err((shown, e)) => sink.failure(&shown, &InputError::Io(e)),
+        };
+        if flow == Flow::Stop {
             return Flow::Stop;
         }
     }
     Flow::Continue
 }
 
-/// Directory nesting followed at most (Maildir++ trees are 3 deep).
-const MAX_DIRECTORY_DEPTH: usize = 32;
-
-fn read_path(path: &Path, limits: &Limits, sink: &mut dyn ReportSink, depth: usize) -> Flow {
+/// Reads one file (a report, a message, an mbox) into `sink`.
+pub fn read_one_file(path: &Path, limits: &Limits, sink: &mut dyn ReportSink) -> Flow {
     let shown = path.display().to_string();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) => return sink.failure(&shown, &InputError::Io(e)),
-    };
-    if meta.is_dir() {
-        if depth >= MAX_DIRECTORY_DEPTH {
-            let e = std::io::Error::other("directories nested too deep");
-            return sink.failure(&shown, &InputError::Io(e));
-        }
-        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(e) => return sink.failure(&shown, &InputError::Io(e)),
-        };
-        entries.sort();
-        for entry in entries {
-            if is_mail_store_metadata(&entry) {
-                continue;
-            }
-            if read_path(&entry, limits, sink, depth + 1) == Flow::Stop {
-                return Flow::Stop;
-            }
-        }
-        return Flow::Continue;
-    }
     match read_file(path, &shown, limits, sink) {
         Ok(flow) => flow,
         Err(e) => sink.failure(&shown, &e),
+    }
+}
+
+/// Directory nesting followed at most (Maildir++ trees are 3 deep).
+const MAX_DIRECTORY_DEPTH: usize = 32;
+
+/// The files under `paths` in walk order (directories walked recursively, sorted), or
+/// the path and error of what could not be listed.
+pub fn list_files(paths: &[PathBuf]) -> Vec<Result<PathBuf, (String, std::io::Error)>> {
+    let mut out = Vec::new();
+    for path in paths {
+        walk(path, 0, &mut out);
+    }
+    out
+}
+
+fn walk(path: &Path, depth: usize, out: &mut Vec<Result<PathBuf, (String, std::io::Error)>>) {
+    let shown = path.display().to_string();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return out.push(Err((shown, e))),
+    };
+    if !meta.is_dir() {
+        return out.push(Ok(path.to_owned()));
+    }
+    if depth >= MAX_DIRECTORY_DEPTH {
+        return out.push(Err((
+            shown,
+            std::io::Error::other("directories nested too deep"),
+        )));
+    }
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => return out.push(Err((shown, e))),
+    };
+    entries.sort();
+    for entry in entries {
+        if !is_mail_store_metadata(&entry) {
+            walk(&entry, depth + 1, out);
+        }
     }
 }
 

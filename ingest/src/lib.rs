@@ -19,5 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod input;
 pub mod message;
+pub mod pipeline;
 pub mod report;
 pub mod rows;
+pub mod store;
