@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # The test command of README.md (and of CI): sets up what the tests need on a fresh
-# Debian 12 machine, builds once, runs every test. Idempotent; safe to re-run.
+# Debian 12 machine (ClickHouse 18.16 from apt, chdb-core from PyPI), builds once, runs
+# every test. Idempotent; safe to re-run.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 echo "== toolchain"
 cargo --version
-rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
+for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
+
+echo "== local servers (127.0.0.1 only, state in .state/)"
+deploy/dev/clickhouse.sh install
+deploy/dev/clickhouse.sh start
 
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== schema and shipped queries on the current ClickHouse engine (chdb-core)"
+deploy/dev/check-modern-engine.sh
 
 echo "== tests (one build, every test of the workspace)"
 cargo test --workspace --all-targets --locked

@@ -116,8 +116,14 @@ def markdown_sql(text: str) -> list[Statement]:
     return out
 
 
+# The store's queries name their publish batch as `{batch}`.
+NIL_BATCH = "toUUID('00000000-0000-0000-0000-000000000000')"
+
+
 def default_files(repo: Path) -> list[Path]:
     files = sorted((repo / "schema").glob("*.sql"))
+    # The queries the store runs (publish, lookups), after the migrations made the tables.
+    files += sorted((repo / "schema" / "queries").glob("*.sql"))
     docs = repo / "docs"
     if docs.is_dir():
         files += sorted(p for p in docs.rglob("*") if p.suffix in (".sql", ".md") and p.is_file())
@@ -160,7 +166,7 @@ def main() -> int:
                 return 1
             stmts = markdown_sql(text) if path.suffix.lower() in (".md", ".markdown") else split_sql(text)
             for st in stmts:
-                sql = st.sql.replace("{database}", args.database)
+                sql = st.sql.replace("{database}", args.database).replace("{batch}", NIL_BATCH)
                 if args.verbose:
                     print(f"-- {path}:{st.line}\n{sql};")
                 try:

@@ -14,6 +14,13 @@ use serde::Deserialize;
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "DMARC_INGEST_";
+/// Variables with the prefix that are not config keys: the config file's path and the
+/// log filter and format.
+pub const ENV_NOT_KEYS: &[&str] = &[
+    "DMARC_INGEST_CONFIG",
+    "DMARC_INGEST_LOG",
+    "DMARC_INGEST_LOG_FORMAT",
+];
 
 /// Default cap on the decompressed XML of one attachment or file (all zip entries together).
 /// A 1,000,000-record report is about 570 MB of XML; reporters send far less.
@@ -189,7 +196,7 @@ impl Config {
             None => String::new(),
         };
         let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&k.as_str()))
             .collect();
         Self::from_parts(&text, path.unwrap_or(Path::new("<none>")), &env)
     }

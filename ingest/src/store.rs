@@ -47,6 +47,12 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
     include_str!("../../schema/001_reports_and_records.sql"),
 )];
 
+/// The store's queries (also run on the current engine by the CI check).
+const PUBLISH_RECORDS_SQL: &str = include_str!("../../schema/queries/publish_records.sql");
+const PUBLISH_REPORTS_SQL: &str = include_str!("../../schema/queries/publish_reports.sql");
+const PUBLISHED_IDS_SQL: &str = include_str!("../../schema/queries/published_ingest_ids.sql");
+const STALE_STAGING_SQL: &str = include_str!("../../schema/queries/stale_staging_partitions.sql");
+
 /// A report's identity after normalisation: the same report delivered twice (or from two
 /// mailboxes) has the same identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -517,13 +523,15 @@ impl Store {
         }
     }
 
-    /// Settings that let 18.16 create `LowCardinality` columns (newer servers reject the
-    /// setting as unknown, and need none).
-    fn ddl_settings(&self) -> Vec<(&'static str, &'static str)> {
+    /// Adapts a migration statement to the server: on ClickHouse before 19.0 (Debian 12's
+    /// 18.16), `LowCardinality` is experimental and makes inserts three times slower, so
+    /// it becomes plain `String` there (see `schema/README.md`).
+    fn adapt_ddl(&self, statement: &str) -> String {
+        let statement = statement.replace("{database}", &self.config.database);
         if self.server_major < 19 {
-            vec![("allow_experimental_low_cardinality_type", "1")]
+            statement.replace("LowCardinality(String)", "String")
         } else {
-            vec![]
+            statement
         }
     }
 
@@ -558,8 +566,7 @@ impl Store {
                 continue;
             }
             for statement in split_statements(sql) {
-                let statement = statement.replace("{database}", db);
-                self.execute(name, &statement).await?;
+                self.execute(name, &self.adapt_ddl(&statement)).await?;
             }
             self.execute(
                 "record the migration",
@@ -590,15 +597,7 @@ impl Store {
     }
 
     async fn execute(&self, what: &str, sql: &str) -> Result<(), StoreError> {
-        let settings = self.ddl_settings();
-        self.retry(what, || {
-            let mut q = self.client.query(sql);
-            for (k, v) in &settings {
-                q = q.with_setting(*k, *v);
-            }
-            q.execute()
-        })
-        .await
+        self.retry(what, || self.client.query(sql).execute()).await
     }
 
     /// Inserts rows into `table` in one INSERT (retried whole on a transient failure).
@@ -624,38 +623,15 @@ impl Store {
     /// Publishes the finished reports of `batch_id`; returns the `ingest_id`s that were
     /// published (the others were duplicates of reports already there).
     pub async fn publish(&self, batch_id: Uuid) -> Result<HashSet<Uuid>, StoreError> {
-        let db = &self.config.database;
-        let batch = format!("toUUID('{batch_id}')");
-        // The batch's report keys, to narrow lookups to their primary-key ranges.
-        let keys = format!(
-            "(policy_domain, date_begin) IN (SELECT policy_domain, date_begin \
-             FROM {db}.reports_staging WHERE batch_id = {batch})"
-        );
-        let identity = "(policy_domain, date_begin, org_name, report_id)";
-        let records_sql = format!(
-            "INSERT INTO {db}.records SELECT * FROM {db}.records_staging \
-             WHERE ingest_id IN (SELECT ingest_id FROM {db}.reports_staging WHERE batch_id = {batch}) \
-             AND {identity} NOT IN (SELECT {identity} FROM {db}.records WHERE {keys})"
-        );
-        let columns = <StagedReport as clickhouse::Row>::COLUMN_NAMES
-            .iter()
-            .filter(|c| **c != "batch_id")
-            .copied()
-            .collect::<Vec<_>>()
-            .join(", ");
-        let reports_sql = format!(
-            "INSERT INTO {db}.reports ({columns}) SELECT {columns} FROM {db}.reports_staging \
-             WHERE batch_id = {batch} \
-             AND {identity} NOT IN (SELECT {identity} FROM {db}.reports WHERE {keys})"
-        );
-        let lock = format!("dmarc-ingest-publish-{db}");
-        for (what, sql) in [
-            ("publish records", &records_sql),
-            ("publish reports", &reports_sql),
+        let lock = format!("dmarc-ingest-publish-{}", self.config.database);
+        for (what, template) in [
+            ("publish records", PUBLISH_RECORDS_SQL),
+            ("publish reports", PUBLISH_REPORTS_SQL),
         ] {
+            let sql = self.render(template, batch_id);
             self.retry(what, || {
                 self.client
-                    .query(sql)
+                    .query(&sql)
                     .with_setting("query_id", lock.as_str())
                     // One block per partition: a report's rows land in one part.
                     .with_setting("min_insert_block_size_rows", "1099511627776")
@@ -664,35 +640,30 @@ impl Store {
             })
             .await?;
         }
-        let published: Vec<Uuid> = self
+        let sql = self.render(PUBLISHED_IDS_SQL, batch_id);
+        let published: Vec<UuidRow> = self
             .retry("read published reports", || {
-                self.client
-                    .query(&format!(
-                        "SELECT ingest_id FROM {db}.reports WHERE {keys} AND ingest_id IN \
-                         (SELECT ingest_id FROM {db}.reports_staging WHERE batch_id = {batch})"
-                    ))
-                    .fetch_all::<UuidRow>()
+                self.client.query(&sql).fetch_all::<UuidRow>()
             })
-            .await?
-            .into_iter()
-            .map(|r| r.ingest_id)
-            .collect();
-        Ok(published.into_iter().collect())
+            .await?;
+        Ok(published.into_iter().map(|r| r.ingest_id).collect())
+    }
+
+    /// Fills a query of `schema/queries/` in: database, batch; comments and `;` dropped.
+    fn render(&self, template: &str, batch_id: Uuid) -> String {
+        split_statements(template)
+            .concat()
+            .replace("{database}", &self.config.database)
+            .replace("{batch}", &format!("toUUID('{batch_id}')"))
     }
 
     /// Drops staging partitions older than two days: what was left by crashed runs.
     pub async fn drop_stale_staging(&self) -> Result<usize, StoreError> {
         let db = &self.config.database;
+        let sql = self.render(STALE_STAGING_SQL, Uuid::nil());
         let stale: Vec<PartitionRow> = self
             .retry("list staging partitions", || {
-                self.client
-                    .query(&format!(
-                        "SELECT DISTINCT table, partition FROM system.parts \
-                         WHERE database = '{db}' AND active \
-                         AND table IN ('records_staging', 'reports_staging') \
-                         AND partition < toString(toYYYYMMDD(today() - 2))"
-                    ))
-                    .fetch_all::<PartitionRow>()
+                self.client.query(&sql).fetch_all::<PartitionRow>()
             })
             .await?;
         for p in &stale {
@@ -990,6 +961,25 @@ mod tests {
             assert!(name.starts_with(&format!("{version:03}_")));
             assert!(!split_statements(sql).is_empty());
         }
+    }
+
+    #[test]
+    fn publish_reports_lists_every_reports_column() {
+        let sql = split_statements(PUBLISH_REPORTS_SQL).concat();
+        let lists: Vec<Vec<&str>> = [
+            &sql[sql.find('(').unwrap() + 1..sql.find(')').unwrap()],
+            &sql[sql.find("SELECT").unwrap() + 6..sql.find("FROM").unwrap()],
+        ]
+        .iter()
+        .map(|l| l.split(',').map(str::trim).collect())
+        .collect();
+        let want: Vec<&str> = <StagedReport as clickhouse::Row>::COLUMN_NAMES
+            .iter()
+            .copied()
+            .filter(|c| *c != "batch_id")
+            .collect();
+        assert_eq!(lists[0], want);
+        assert_eq!(lists[1], want);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod clickhouse;
+
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -26,6 +28,8 @@ pub struct Collect {
     pub records: u64,
     pub messages: u64,
     pub report_ids: Vec<String>,
+    /// `org|report_id|domain|date_begin` -> (records, messages), first occurrence wins.
+    pub distinct: std::collections::HashMap<String, (u64, u64)>,
     pub rows: Vec<serde_json::Value>,
     pub failures: Vec<(String, String)>,
     /// Strip this prefix from sources (for stable golden output).
@@ -50,7 +54,15 @@ impl ReportSink for Collect {
         self.reports += 1;
         self.records += reader.records_read();
         self.messages += reader.messages_read();
-        self.report_ids.push(reader.header().report_id.clone());
+        let h = reader.header();
+        self.report_ids.push(h.report_id.clone());
+        let key = format!(
+            "{}|{}|{}|{}",
+            h.org_name, h.report_id, h.policy.domain, h.date_begin
+        );
+        self.distinct
+            .entry(key)
+            .or_insert((reader.records_read(), reader.messages_read()));
         self.rows.extend(rows);
         Ok(Flow::Continue)
     }

@@ -1,0 +1,198 @@
+//! The real ClickHouse for integration tests: started by the dev script, one database
+//! per test.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use dmarc_ingest::config::ClickHouseConfig;
+use dmarc_ingest::store::Store;
+
+use super::repo_root;
+
+/// Starts the shared dev ClickHouse once (idempotent script) and returns its URL.
+pub fn shared_server() -> &'static str {
+    static STARTED: OnceLock<String> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let script = repo_root().join("deploy/dev/clickhouse.sh");
+        let out = Command::new(&script).arg("start").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} start failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::env::var("DMARC_CH_HTTP_PORT").unwrap_or_else(|_| "8123".into());
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+/// A test's own database on a server.
+pub struct TestDb {
+    pub url: String,
+    pub database: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl TestDb {
+    /// A fresh (dropped, then created by `schema apply`) database named after the test.
+    pub fn fresh(name: &str) -> TestDb {
+        Self::fresh_on(shared_server(), name)
+    }
+
+    pub fn fresh_on(url: &str, name: &str) -> TestDb {
+        let db = TestDb {
+            url: url.to_owned(),
+            database: format!("test_{name}"),
+            runtime: tokio::runtime::Runtime::new().unwrap(),
+        };
+        db.sql(&format!("DROP DATABASE IF EXISTS {}", db.database));
+        let out = db.cli(&["schema", "apply"]);
+        assert!(
+            out.status.success(),
+            "schema apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db
+    }
+
+    pub fn config(&self) -> ClickHouseConfig {
+        ClickHouseConfig {
+            url: self.url.clone(),
+            database: self.database.clone(),
+            max_attempts: 2,
+            retry_initial_ms: 50,
+            retry_max_ms: 200,
+            ..ClickHouseConfig::default()
+        }
+    }
+
+    /// Environment that points the binary at this database.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DMARC_INGEST_CLICKHOUSE_URL".into(), self.url.clone()),
+            (
+                "DMARC_INGEST_CLICKHOUSE_DATABASE".into(),
+                self.database.clone(),
+            ),
+            ("DMARC_INGEST_LOG".into(), "warn".into()),
+        ]
+    }
+
+    /// Runs `dmarc-ingest ARGS` against this database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dmarc-ingest"));
+        c.args(args).envs(self.env());
+        c
+    }
+
+    /// Runs a statement over HTTP.
+    pub fn sql(&self, sql: &str) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                "--data-binary",
+                sql,
+                &format!("{}/", self.url),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// A number from a query; `{database}` is this test's database.
+    pub fn number(&self, sql: &str) -> u64 {
+        let config = self.config();
+        self.runtime.block_on(async {
+            let store = Store::connect(&config).await.unwrap();
+            store.query_u64(sql).await.unwrap()
+        })
+    }
+
+    /// `(report identity) -> record count` of what analysts see.
+    pub fn records_per_report(&self) -> HashMap<String, u64> {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                "--data-binary",
+                &format!(
+                    "SELECT concat(org_name, '|', report_id, '|', policy_domain, '|', toString(toUInt32(date_begin))) AS k, count() \
+                     FROM {}.records GROUP BY k FORMAT TabSeparated",
+                    self.database
+                ),
+                &format!("{}/", self.url),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (k, v) = l.rsplit_once('\t').unwrap();
+                (k.to_owned(), v.parse().unwrap())
+            })
+            .collect()
+    }
+}
+
+/// Writes `count` gzip reports of `records` records each into `dir`; returns their
+/// paths. Report `i` has id `gen-{tag}-{i}`; every record counts `i + 1` messages.
+pub fn write_reports(dir: &Path, tag: &str, count: usize, records: usize) -> Vec<PathBuf> {
+    (0..count)
+        .map(|i| {
+            let path = dir.join(format!("{tag}-{i}.xml.gz"));
+            let file = std::fs::File::create(&path).unwrap();
+            let mut gz = flate2::write::GzEncoder::new(
+                std::io::BufWriter::new(file),
+                flate2::Compression::fast(),
+            );
+            write!(
+                gz,
+                "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>gen.example</org_name>\
+                 <email>r@gen.example</email><report_id>gen-{tag}-{i}</report_id>\
+                 <date_range><begin>{}</begin><end>{}</end></date_range></report_metadata>\
+                 <policy_published><domain>d{}.example</domain><p>none</p></policy_published>",
+                1_700_000_000 + 86_400 * (i as u64 % 60),
+                1_700_086_399 + 86_400 * (i as u64 % 60),
+                i % 7
+            )
+            .unwrap();
+            for r in 0..records {
+                write!(
+                    gz,
+                    "<record><row><source_ip>10.{}.{}.{}</source_ip><count>{}</count>\
+                     <policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>fail</spf></policy_evaluated></row>\
+                     <identifiers><header_from>d.example</header_from></identifiers>\
+                     <auth_results><dkim><domain>d.example</domain><selector>s</selector><result>pass</result></dkim>\
+                     <spf><domain>d.example</domain><result>fail</result></spf></auth_results></record>",
+                    (r >> 16) & 255,
+                    (r >> 8) & 255,
+                    r & 255,
+                    i + 1
+                )
+                .unwrap();
+            }
+            write!(gz, "</feedback>").unwrap();
+            gz.finish().unwrap().flush().unwrap();
+            path
+        })
+        .collect()
+}

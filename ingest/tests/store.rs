@@ -1,0 +1,267 @@
+//! The store against the real ClickHouse (started by `deploy/dev/clickhouse.sh`):
+//! totals equal the parser's, re-imports change nothing, kill -9 at any point and a
+//! ClickHouse that goes away leave nothing partial visible and exact totals after a re-run.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::clickhouse::{write_reports, TestDb};
+use dmarc_ingest::config::Limits;
+
+/// What the parser finds under `paths`, one entry per distinct report identity.
+fn parser_totals(paths: &[PathBuf]) -> HashMap<String, (u64, u64)> {
+    let mut got = common::collect(paths, &Limits::default(), "");
+    // The store keys date_begin as seconds; the parser's key uses the same number.
+    std::mem::take(&mut got.distinct)
+}
+
+fn sum(t: &HashMap<String, (u64, u64)>) -> (u64, u64) {
+    t.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1))
+}
+
+fn totals(db: &TestDb) -> (u64, u64) {
+    (
+        db.number("SELECT count() FROM {database}.records"),
+        db.number("SELECT sum(message_count) FROM {database}.records"),
+    )
+}
+
+/// Every report analysts can see is complete (no partial report is visible).
+fn assert_no_partial_reports(db: &TestDb, expected: &HashMap<String, (u64, u64)>) {
+    for (key, rows) in db.records_per_report() {
+        let want = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("unexpected report {key}"));
+        assert_eq!(rows, want.0, "report {key} is partly visible");
+    }
+}
+
+#[test]
+fn import_is_exact_and_idempotent() {
+    let db = TestDb::fresh("import_exact");
+    let paths = vec![common::corpus(), common::repo_root().join("sample-reports")];
+    let expected = parser_totals(&paths);
+    let args: Vec<String> = ["import".to_string()]
+        .into_iter()
+        .chain(paths.iter().map(|p| p.display().to_string()))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let first = db.cli(&args);
+    let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "broken fixtures must fail: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{} reports imported", expected.len())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed: "), "{stderr}");
+    assert_eq!(totals(&db), sum(&expected));
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.reports"),
+        expected.len() as u64
+    );
+    assert_eq!(
+        db.number("SELECT sum(message_count) FROM {database}.reports"),
+        sum(&expected).1
+    );
+    assert_no_partial_reports(&db, &expected);
+    let parser_failures = common::collect(&paths, &Limits::default(), "")
+        .failures
+        .len();
+    assert!(parser_failures >= 9);
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.failures"),
+        parser_failures as u64,
+        "every broken input is logged"
+    );
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.failures WHERE reason = '' OR source = ''"),
+        0
+    );
+
+    let second = db.cli(&args);
+    let stderr = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert!(stderr.contains("0 reports imported"), "{stderr}");
+    assert_eq!(totals(&db), sum(&expected), "a re-import changes nothing");
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.reports"),
+        expected.len() as u64
+    );
+    assert!(
+        db.number("SELECT count() FROM {database}.ingest_log WHERE outcome = 'duplicate'")
+            >= expected.len() as u64
+    );
+}
+
+#[test]
+fn kill_at_any_point_then_rerun_is_exact() {
+    let db = TestDb::fresh("kill_rerun");
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = write_reports(dir.path(), "kill", 16, 12_000);
+    files.extend(write_reports(dir.path(), "small", 40, 30));
+    let expected = parser_totals(&[dir.path().to_owned()]);
+    let dir_arg = dir.path().display().to_string();
+    // Small batches: many staging inserts and several publishes to interrupt.
+    let env = [
+        ("DMARC_INGEST_CLICKHOUSE_BATCH_ROWS", "5000"),
+        ("DMARC_INGEST_CLICKHOUSE_PUBLISH_REPORTS", "5"),
+    ];
+    for (round, delay_ms) in [150u64, 400, 700, 1100, 1600, 2300].iter().enumerate() {
+        let mut child = db
+            .command(&["import", &dir_arg])
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*delay_ms));
+        // SIGKILL: no chance to clean up.
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_no_partial_reports(&db, &expected);
+        let (rows, _) = totals(&db);
+        assert!(
+            rows <= sum(&expected).0,
+            "round {round}: more rows than exist"
+        );
+    }
+    let last = db
+        .command(&["import", &dir_arg])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    assert_eq!(totals(&db), sum(&expected));
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.reports"),
+        expected.len() as u64
+    );
+    assert_no_partial_reports(&db, &expected);
+    drop(files);
+}
+
+/// A ClickHouse of its own (other ports, own state), so stopping it harms no other test.
+struct OwnServer {
+    state: tempfile::TempDir,
+    http_port: u16,
+    tcp_port: u16,
+}
+
+impl OwnServer {
+    fn start() -> OwnServer {
+        let s = OwnServer {
+            state: tempfile::tempdir().unwrap(),
+            http_port: 18_123 + (std::process::id() % 500) as u16,
+            tcp_port: 19_000 + (std::process::id() % 500) as u16,
+        };
+        s.script("start");
+        s
+    }
+
+    fn script(&self, action: &str) {
+        let out = Command::new(common::repo_root().join("deploy/dev/clickhouse.sh"))
+            .arg(action)
+            .env("DMARC_STATE_DIR", self.state.path())
+            .env("DMARC_CH_HTTP_PORT", self.http_port.to_string())
+            .env("DMARC_CH_TCP_PORT", self.tcp_port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "clickhouse.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// SIGKILL: the server goes away at once, mid-query.
+    fn crash(&self) {
+        let pid =
+            std::fs::read_to_string(self.state.path().join("clickhouse/clickhouse-server.pid"))
+                .unwrap();
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.script("stop");
+    }
+}
+
+#[test]
+fn clickhouse_stopped_mid_import_fails_cleanly_then_catches_up() {
+    let server = OwnServer::start();
+    let db = TestDb::fresh_on(&server.url(), "server_down");
+    let dir = tempfile::tempdir().unwrap();
+    write_reports(dir.path(), "down", 60, 8_000);
+    let expected = parser_totals(&[dir.path().to_owned()]);
+    let dir_arg = dir.path().display().to_string();
+    let env = [
+        ("DMARC_INGEST_CLICKHOUSE_BATCH_ROWS", "4000"),
+        ("DMARC_INGEST_CLICKHOUSE_PUBLISH_REPORTS", "3"),
+        ("DMARC_INGEST_CLICKHOUSE_MAX_ATTEMPTS", "3"),
+        ("DMARC_INGEST_CLICKHOUSE_RETRY_INITIAL_MS", "100"),
+        ("DMARC_INGEST_CLICKHOUSE_RETRY_MAX_MS", "400"),
+    ];
+    let t0 = Instant::now();
+    let child = db
+        .command(&["import", &dir_arg])
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Crash the server once the first batch is published: the rest is still to come.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.number("SELECT count() FROM {database}.reports") == 0 {
+        assert!(Instant::now() < deadline, "nothing was published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("published first batch after {:?}", t0.elapsed());
+    server.crash();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    assert!(stderr.contains("stopped early"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    eprintln!("import gave up after {:?}", started.elapsed());
+    server.script("start");
+    eprintln!("restarted after {:?}", started.elapsed());
+    assert_no_partial_reports(&db, &expected);
+    let rerun = db
+        .command(&["import", &dir_arg])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    eprintln!("re-run done after {:?}", started.elapsed());
+    assert_eq!(totals(&db), sum(&expected));
+    assert_no_partial_reports(&db, &expected);
+}

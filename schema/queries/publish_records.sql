@@ -1,0 +1,14 @@
+-- Publishes the records of a batch's finished reports (those with a reports_staging row
+-- in batch {batch}) whose identity is not in records yet. Run by the store under the
+-- database-wide publish query_id, squashed into one block per partition.
+INSERT INTO {database}.records
+SELECT *
+FROM {database}.records_staging
+WHERE ingest_id IN (SELECT ingest_id FROM {database}.reports_staging WHERE batch_id = {batch})
+  AND (policy_domain, date_begin, org_name, report_id) NOT IN
+  (
+      SELECT policy_domain, date_begin, org_name, report_id
+      FROM {database}.records
+      WHERE (policy_domain, date_begin) IN
+          (SELECT policy_domain, date_begin FROM {database}.reports_staging WHERE batch_id = {batch})
+  );

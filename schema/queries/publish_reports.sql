@@ -1,0 +1,24 @@
+-- Publishes the reports rows of batch {batch} whose identity is not in reports yet.
+INSERT INTO {database}.reports
+(
+    policy_domain, date_begin, date_end, org_name, report_id, email, extra_contact_info,
+    version, generator, report_errors, published_adkim, published_aspf, published_p,
+    published_sp, published_np, published_pct, published_fo, published_testing,
+    published_discovery_method, report_extensions, problems, record_count, message_count,
+    source, ingest_id, ingested_at, parser_version
+)
+SELECT
+    policy_domain, date_begin, date_end, org_name, report_id, email, extra_contact_info,
+    version, generator, report_errors, published_adkim, published_aspf, published_p,
+    published_sp, published_np, published_pct, published_fo, published_testing,
+    published_discovery_method, report_extensions, problems, record_count, message_count,
+    source, ingest_id, ingested_at, parser_version
+FROM {database}.reports_staging
+WHERE batch_id = {batch}
+  AND (policy_domain, date_begin, org_name, report_id) NOT IN
+  (
+      SELECT policy_domain, date_begin, org_name, report_id
+      FROM {database}.reports
+      WHERE (policy_domain, date_begin) IN
+          (SELECT policy_domain, date_begin FROM {database}.reports_staging WHERE batch_id = {batch})
+  );
