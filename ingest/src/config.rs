@@ -100,7 +100,7 @@ pub const DEFAULT_CLICKHOUSE_URL: &str = "http://127.0.0.1:8123";
 /// Default database.
 pub const DEFAULT_DATABASE: &str = "dmarc";
 /// Default rows per staging insert: bounds the importer's memory (~0.5 KiB a row).
-pub const DEFAULT_BATCH_ROWS: usize = 32_768;
+pub const DEFAULT_BATCH_ROWS: usize = 16_384;
 /// Default reports published together (one INSERT ... SELECT per table).
 pub const DEFAULT_PUBLISH_REPORTS: usize = 500;
 /// Default attempts for a ClickHouse call that fails transiently (down, overloaded).
@@ -139,6 +139,17 @@ pub struct ClickHouseConfig {
     pub retry_max_ms: u64,
     #[serde(deserialize_with = "number")]
     pub request_timeout_secs: u64,
+    /// Compress what is sent to and read from the server (`lz4`, or `none`, which is
+    /// faster when ClickHouse is on the same host).
+    pub compression: Compression,
+}
+
+/// Transport compression between the importer and ClickHouse.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Lz4,
 }
 
 impl Default for ClickHouseConfig {
@@ -155,6 +166,7 @@ impl Default for ClickHouseConfig {
             retry_initial_ms: DEFAULT_RETRY_INITIAL_MS,
             retry_max_ms: DEFAULT_RETRY_MAX_MS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            compression: Compression::Lz4,
         }
     }
 }

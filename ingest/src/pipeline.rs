@@ -209,15 +209,19 @@ impl ImportSink<'_> {
             });
             return Ok(Flow::Continue);
         };
-        let ingested_at = store::now();
+        let shared = store::SharedReportFields::new(reader.header(), ingest_id)
+            .map_err(store_input_error)?;
         let mut index: u32 = 0;
         while let Some(record) = reader.next_record()? {
-            let row = store::stored_record(reader.header(), record, index, ingest_id, ingested_at)
-                .map_err(store_input_error)?;
+            let full = self
+                .writer
+                .push_record(store::stored_record(&shared, record, index));
             index = index.saturating_add(1);
-            self.runtime
-                .block_on(self.writer.add_record(row))
-                .map_err(store_input_error)?;
+            if full {
+                self.runtime
+                    .block_on(self.writer.flush_rows())
+                    .map_err(store_input_error)?;
+            }
         }
         let after = store::identity(reader.header()).map_err(store_input_error)?;
         if after != identity {

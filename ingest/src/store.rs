@@ -29,6 +29,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -163,14 +164,15 @@ fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or("").trim().to_owned()
 }
 
-/// One row of `records` (and `records_staging`); field order is the table's.
+/// One row of `records` (and `records_staging`); field order is the table's. The
+/// report's fields are shared (`Arc<str>`) by all rows of the report.
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
 pub struct StoredRecord {
-    pub policy_domain: String,
+    pub policy_domain: Arc<str>,
     pub date_begin: u32,
     pub date_end: u32,
-    pub org_name: String,
-    pub report_id: String,
+    pub org_name: Arc<str>,
+    pub report_id: Arc<str>,
     /// Position of the record in its report, from 0.
     pub record_index: u32,
     pub source_ip: String,
@@ -194,10 +196,10 @@ pub struct StoredRecord {
     pub spf_results: Vec<String>,
     pub spf_human_results: Vec<String>,
     pub extensions: Vec<String>,
-    pub published_p: String,
-    pub published_sp: String,
-    pub published_adkim: String,
-    pub published_aspf: String,
+    pub published_p: Arc<str>,
+    pub published_sp: Arc<str>,
+    pub published_adkim: Arc<str>,
+    pub published_aspf: Arc<str>,
     #[serde(with = "clickhouse::serde::uuid")]
     pub ingest_id: Uuid,
     pub ingested_at: u32,
@@ -318,20 +320,49 @@ fn text(k: &Option<std::borrow::Cow<'static, str>>) -> String {
     k.as_deref().unwrap_or("").to_owned()
 }
 
-/// Builds the stored row of `record` (the `index`th of its report).
-pub fn stored_record(
-    header: &ReportHeader,
-    record: Record,
-    index: u32,
+/// The report-level values every row of a report repeats, shared by those rows.
+#[derive(Debug, Clone)]
+pub struct SharedReportFields {
+    policy_domain: Arc<str>,
+    date_begin: u32,
+    date_end: u32,
+    org_name: Arc<str>,
+    report_id: Arc<str>,
+    published_p: Arc<str>,
+    published_sp: Arc<str>,
+    published_adkim: Arc<str>,
+    published_aspf: Arc<str>,
     ingest_id: Uuid,
     ingested_at: u32,
-) -> Result<StoredRecord, StoreError> {
+}
+
+impl SharedReportFields {
+    /// Takes the fields of `header`, for rows tagged `ingest_id`.
+    pub fn new(header: &ReportHeader, ingest_id: Uuid) -> Result<Self, StoreError> {
+        let p = &header.policy;
+        Ok(SharedReportFields {
+            policy_domain: p.domain.as_str().into(),
+            date_begin: to_datetime(header.date_begin, "date_begin")?,
+            date_end: to_datetime(header.date_end, "date_end")?,
+            org_name: header.org_name.as_str().into(),
+            report_id: header.report_id.as_str().into(),
+            published_p: text(&p.p).into(),
+            published_sp: text(&p.sp).into(),
+            published_adkim: text(&p.adkim).into(),
+            published_aspf: text(&p.aspf).into(),
+            ingest_id,
+            ingested_at: now(),
+        })
+    }
+}
+
+/// Builds the stored row of `record`, the `index`th of its report.
+pub fn stored_record(report: &SharedReportFields, record: Record, index: u32) -> StoredRecord {
     let source_ip_v6 = match record.source_addr {
         Some(IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
         Some(IpAddr::V6(v6)) => v6.octets(),
         None => [0; 16],
     };
-    let p = &header.policy;
     let (override_reasons, override_comments) = record
         .reasons
         .into_iter()
@@ -357,12 +388,12 @@ pub fn stored_record(
         spf_results.push(s.result.into_owned());
         spf_human_results.push(s.human_result.unwrap_or_default());
     }
-    Ok(StoredRecord {
-        policy_domain: p.domain.clone(),
-        date_begin: to_datetime(header.date_begin, "date_begin")?,
-        date_end: to_datetime(header.date_end, "date_end")?,
-        org_name: header.org_name.clone(),
-        report_id: header.report_id.clone(),
+    StoredRecord {
+        policy_domain: report.policy_domain.clone(),
+        date_begin: report.date_begin,
+        date_end: report.date_end,
+        org_name: report.org_name.clone(),
+        report_id: report.report_id.clone(),
         record_index: index,
         source_ip: record.source_ip,
         source_ip_v6,
@@ -384,13 +415,13 @@ pub fn stored_record(
         spf_results,
         spf_human_results,
         extensions: record.extensions,
-        published_p: text(&p.p),
-        published_sp: text(&p.sp),
-        published_adkim: text(&p.adkim),
-        published_aspf: text(&p.aspf),
-        ingest_id,
-        ingested_at,
-    })
+        published_p: report.published_p.clone(),
+        published_sp: report.published_sp.clone(),
+        published_adkim: report.published_adkim.clone(),
+        published_aspf: report.published_aspf.clone(),
+        ingest_id: report.ingest_id,
+        ingested_at: report.ingested_at,
+    }
 }
 
 /// Builds the staged `reports` row of a finished report.
@@ -450,6 +481,10 @@ impl Store {
             .with_url(&config.url)
             .with_user(&config.user)
             .with_password(&config.password)
+            .with_compression(match config.compression {
+                crate::config::Compression::None => clickhouse::Compression::None,
+                crate::config::Compression::Lz4 => clickhouse::Compression::Lz4,
+            })
             // 18.16 knows no RowBinaryWithNamesAndTypes; the column names are still sent.
             .with_validation(false);
         let mut store = Store {
@@ -623,6 +658,7 @@ impl Store {
     /// Publishes the finished reports of `batch_id`; returns the `ingest_id`s that were
     /// published (the others were duplicates of reports already there).
     pub async fn publish(&self, batch_id: Uuid) -> Result<HashSet<Uuid>, StoreError> {
+        let started = std::time::Instant::now();
         let lock = format!("dmarc-ingest-publish-{}", self.config.database);
         for (what, template) in [
             ("publish records", PUBLISH_RECORDS_SQL),
@@ -646,6 +682,12 @@ impl Store {
                 self.client.query(&sql).fetch_all::<UuidRow>()
             })
             .await?;
+        tracing::debug!(
+            batch = %batch_id,
+            published = published.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch published"
+        );
         Ok(published.into_iter().map(|r| r.ingest_id).collect())
     }
 
@@ -835,16 +877,22 @@ impl<T> BatchWriter<T> {
 
     /// Adds one row of the current report; stages a full buffer.
     pub async fn add_record(&mut self, row: StoredRecord) -> Result<(), StoreError> {
-        self.rows.push(row);
-        if self.rows.len() >= self.store.config.batch_rows {
+        if self.push_record(row) {
             self.flush_rows().await?;
         }
         Ok(())
     }
 
+    /// Adds one row without staging; returns whether the buffer is full (then call
+    /// [`BatchWriter::flush_rows`]). For callers that block on each async call.
+    pub fn push_record(&mut self, row: StoredRecord) -> bool {
+        self.rows.push(row);
+        self.rows.len() >= self.store.config.batch_rows
+    }
+
     /// Stages the buffered rows in the background (one insert in flight at a time), so
     /// reading the next rows overlaps with ClickHouse writing these.
-    async fn flush_rows(&mut self) -> Result<(), StoreError> {
+    pub async fn flush_rows(&mut self) -> Result<(), StoreError> {
         self.wait_in_flight().await?;
         let rows = std::mem::replace(
             &mut self.rows,
@@ -1025,7 +1073,8 @@ mod tests {
         let mut reader =
             crate::report::ReportReader::open(xml.as_bytes(), &Default::default()).unwrap();
         let record = reader.next_record().unwrap().unwrap();
-        let row = stored_record(&h, record, 0, Uuid::nil(), 1).unwrap();
+        let shared = SharedReportFields::new(&h, Uuid::nil()).unwrap();
+        let row = stored_record(&shared, record, 0);
         let mut mapped = [0u8; 16];
         mapped[10] = 0xff;
         mapped[11] = 0xff;
@@ -1035,9 +1084,8 @@ mod tests {
         assert_eq!(row.dkim_results, ["pass", "fail"]);
         assert_eq!(row.message_count, 2);
         h.date_begin = -5;
-        let record = Record::default();
         assert!(matches!(
-            stored_record(&h, record, 0, Uuid::nil(), 1),
+            SharedReportFields::new(&h, Uuid::nil()),
             Err(StoreError::BadReport(_))
         ));
     }
