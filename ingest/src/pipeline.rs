@@ -83,105 +83,161 @@ pub fn import_paths(
     } else {
         ProgressBar::hidden()
     };
-    let mut sink = ImportSink {
-        runtime,
-        store,
-        writer: BatchWriter::new(store),
-        summary: ImportSummary::default(),
-        log: Vec::new(),
-        current_file: String::new(),
-    };
+    let mut feeder = Feeder::new(runtime.clone(), store, ());
+    let mut summary = ImportSummary::default();
     for item in files {
-        sink.summary.files += 1;
+        summary.files += 1;
         let flow = match item {
-            Ok(file) => {
-                sink.current_file = file.display().to_string();
-                input::read_one_file(&file, limits, &mut sink)
-            }
-            Err((shown, e)) => sink.failure(&shown, &InputError::Io(e)),
+            Ok(file) => input::read_one_file(&file, limits, &mut feeder),
+            Err((shown, e)) => feeder.failure(&shown, &InputError::Io(e)),
         };
+        if feeder.writer.is_full() {
+            feeder.publish();
+        }
+        feeder.drain_into(&mut summary);
         bar.inc(1);
         bar.set_message(format!(
             "{} reports, {} records, {} duplicates, {} failed",
-            sink.summary.reports + sink.writer.pending() as u64,
-            sink.summary.records,
-            sink.summary.duplicates,
-            sink.summary.failures.len()
+            summary.reports,
+            summary.records,
+            summary.duplicates,
+            summary.failures.len()
         ));
-        if flow == Flow::Stop {
+        if flow == Flow::Stop || feeder.stopped.is_some() {
             break;
         }
     }
-    if sink.summary.stopped.is_none() {
-        sink.publish();
+    if feeder.stopped.is_none() {
+        feeder.publish();
     }
-    sink.flush_log();
+    feeder.flush_log();
+    feeder.drain_into(&mut summary);
+    summary.stopped = feeder.stopped.take();
     bar.finish_and_clear();
-    sink.summary
+    summary
 }
 
-/// Feeds parsed reports into a [`BatchWriter`], blocking on the runtime for each call.
-struct ImportSink<'a> {
-    runtime: &'a tokio::runtime::Handle,
-    store: &'a Store,
-    writer: BatchWriter<()>,
-    summary: ImportSummary,
+/// What became of one report or input, for the caller that owns the tag (a file, an
+/// IMAP message).
+#[derive(Debug, Clone)]
+pub enum Event<T> {
+    /// A report was published now.
+    Published { tag: T, records: u64, messages: u64 },
+    /// A report was already stored (or twice in this batch).
+    Duplicate { tag: T },
+    /// An input failed; `transient` when retrying later may succeed.
+    Failed {
+        tag: T,
+        source: String,
+        reason: String,
+        transient: bool,
+    },
+}
+
+/// Feeds parsed reports into a [`BatchWriter`], blocking on the runtime for each store
+/// call (it runs on a thread of its own, never on a runtime worker). Every report and
+/// failure becomes an [`Event`] tagged with the current tag, and an `ingest_log` row.
+pub struct Feeder<T: Clone> {
+    runtime: tokio::runtime::Handle,
+    store: Store,
+    pub writer: BatchWriter<T>,
+    /// The input being read (reports and failures are tagged with it).
+    pub tag: T,
+    events: Vec<Event<T>>,
     log: Vec<LogEntry>,
-    current_file: String,
+    /// Set when the store stays unreachable: the reason. Nothing more is written.
+    pub stopped: Option<String>,
 }
 
 /// Log entries are written at most this many at a time (and at each publish).
 const LOG_BATCH: usize = 1_000;
 
-impl ImportSink<'_> {
-    /// Publishes the current batch and records each report's outcome.
-    fn publish(&mut self) -> Flow {
+impl<T: Clone> Feeder<T> {
+    pub fn new(runtime: tokio::runtime::Handle, store: &Store, tag: T) -> Self {
+        Feeder {
+            runtime,
+            store: store.clone(),
+            writer: BatchWriter::new(store),
+            tag,
+            events: Vec::new(),
+            log: Vec::new(),
+            stopped: None,
+        }
+    }
+
+    /// Takes the events so far.
+    pub fn take_events(&mut self) -> Vec<Event<T>> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn drain_into(&mut self, summary: &mut ImportSummary) {
+        for event in self.take_events() {
+            match event {
+                Event::Published {
+                    records, messages, ..
+                } => {
+                    summary.reports += 1;
+                    summary.records += records;
+                    summary.messages += messages;
+                }
+                Event::Duplicate { .. } => summary.duplicates += 1,
+                Event::Failed { source, reason, .. } => summary.failures.push((source, reason)),
+            }
+        }
+    }
+
+    /// Publishes the current batch; each report becomes an event. A store failure
+    /// fails the batch's reports (transiently when the store is unreachable, which also
+    /// sets `stopped`).
+    pub fn publish(&mut self) {
         let result = self.runtime.block_on(self.writer.publish());
         match result {
             Ok(outcomes) => {
                 for (report, outcome) in outcomes {
                     self.log.push(outcome_entry(&report, &outcome));
-                    match outcome {
-                        ReportOutcome::Published => {
-                            self.summary.reports += 1;
-                            self.summary.records += report.records;
-                            self.summary.messages += report.messages;
-                        }
-                        ReportOutcome::Duplicate => self.summary.duplicates += 1,
-                    }
+                    self.events.push(match outcome {
+                        ReportOutcome::Published => Event::Published {
+                            tag: report.tag,
+                            records: report.records,
+                            messages: report.messages,
+                        },
+                        ReportOutcome::Duplicate => Event::Duplicate { tag: report.tag },
+                    });
                 }
                 self.flush_log();
-                Flow::Continue
             }
-            Err(e) => self.batch_failed(e),
+            Err(e) => {
+                let failed = std::mem::replace(&mut self.writer, BatchWriter::new(&self.store));
+                self.batch_failed(failed.into_pending(), e);
+            }
         }
     }
 
-    /// A store error: transient ones (after their retries) stop the run; the others fail
-    /// the batch's reports with the server's message, and the run goes on.
-    fn batch_failed(&mut self, e: StoreError) -> Flow {
+    /// The batch could not be written: its reports fail with the reason.
+    fn batch_failed(&mut self, reports: Vec<PendingReport<T>>, e: StoreError) {
         let reason = e.to_string();
-        tracing::error!(error = %reason, "ClickHouse write failed");
-        if e.is_transient() || matches!(e, StoreError::Schema(_)) {
-            self.summary.stopped = Some(reason);
-            return Flow::Stop;
+        let transient = e.is_transient() || matches!(e, StoreError::Schema(_));
+        tracing::error!(error = %reason, reports = reports.len(), "ClickHouse write failed");
+        if transient {
+            self.stopped = Some(reason.clone());
         }
-        let failed = std::mem::replace(&mut self.writer, BatchWriter::new(self.store));
-        drop(failed);
-        self.summary.failures.push((
-            format!("{} (its publish batch)", self.current_file),
-            reason.clone(),
-        ));
-        self.log.push(LogEntry::failure(
-            &self.current_file,
-            "store_rejected",
-            &reason,
-        ));
-        Flow::Continue
+        for report in reports {
+            if !transient {
+                self.log
+                    .push(LogEntry::failure(&report.source, "store_rejected", &reason));
+            }
+            self.events.push(Event::Failed {
+                tag: report.tag,
+                source: report.source,
+                reason: reason.clone(),
+                transient,
+            });
+        }
     }
 
-    fn flush_log(&mut self) {
-        if self.log.is_empty() {
+    /// Writes the buffered `ingest_log` rows (best effort: outcomes are also events).
+    pub fn flush_log(&mut self) {
+        if self.log.is_empty() || self.stopped.is_some() {
             return;
         }
         let entries = std::mem::take(&mut self.log);
@@ -189,7 +245,6 @@ impl ImportSink<'_> {
             .runtime
             .block_on(self.store.insert_rows("ingest_log", &entries))
         {
-            // The outcomes are also in the summary printed at the end.
             tracing::error!(error = %e, entries = entries.len(), "cannot write ingest_log");
         }
     }
@@ -199,12 +254,17 @@ impl ImportSink<'_> {
         source: &str,
         reader: &mut ReportReader<&mut dyn BufRead>,
     ) -> Result<Flow, InputError> {
+        if self.stopped.is_some() {
+            return Ok(Flow::Stop);
+        }
         let identity = store::identity(reader.header()).map_err(store_input_error)?;
         let Some(ingest_id) = self.writer.begin_report(&identity) else {
-            self.summary.duplicates += 1;
+            self.events.push(Event::Duplicate {
+                tag: self.tag.clone(),
+            });
             self.log.push(LogEntry {
                 outcome: "duplicate".into(),
-                reason: "the same report appears earlier in this run".into(),
+                reason: "the same report appears earlier in this batch".into(),
                 ..identity_entry(source, &identity, Uuid::nil())
             });
             return Ok(Flow::Continue);
@@ -235,19 +295,16 @@ impl ImportSink<'_> {
             source: source.to_owned(),
             records: reader.records_read(),
             messages: reader.messages_read(),
-            tag: (),
+            tag: self.tag.clone(),
         };
         self.writer
             .finish_report(reader.header(), pending)
             .map_err(store_input_error)?;
-        if self.writer.is_full() {
-            return Ok(self.publish());
-        }
         Ok(Flow::Continue)
     }
 }
 
-impl ReportSink for ImportSink<'_> {
+impl<T: Clone> ReportSink for Feeder<T> {
     fn report(
         &mut self,
         source: &str,
@@ -262,7 +319,13 @@ impl ReportSink for ImportSink<'_> {
                 message,
                 transient: true,
             }) => {
-                self.summary.stopped = Some(message);
+                self.stopped = Some(message.clone());
+                self.events.push(Event::Failed {
+                    tag: self.tag.clone(),
+                    source: source.to_owned(),
+                    reason: message,
+                    transient: true,
+                });
                 Ok(Flow::Stop)
             }
             other => other,
@@ -272,9 +335,16 @@ impl ReportSink for ImportSink<'_> {
     fn failure(&mut self, source: &str, error: &InputError) -> Flow {
         let reason = error.to_string();
         tracing::debug!(source, error = %reason, "input failed");
-        self.log
-            .push(LogEntry::failure(source, error.kind(), &reason));
-        self.summary.failures.push((source.to_owned(), reason));
+        if !error.is_transient() {
+            self.log
+                .push(LogEntry::failure(source, error.kind(), &reason));
+        }
+        self.events.push(Event::Failed {
+            tag: self.tag.clone(),
+            source: source.to_owned(),
+            reason,
+            transient: error.is_transient(),
+        });
         if self.log.len() >= LOG_BATCH {
             self.flush_log();
         }

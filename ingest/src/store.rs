@@ -953,27 +953,34 @@ impl<T> BatchWriter<T> {
         self.pending.len()
     }
 
+    /// Gives up the batch: its reports, unpublished.
+    pub fn into_pending(self) -> Vec<PendingReport<T>> {
+        self.pending
+    }
+
     /// Stages what is buffered and publishes the batch; returns each report with its
-    /// outcome, and starts a new batch. On error the batch is dropped (nothing of it is
-    /// visible; its reports may be given again).
+    /// outcome, and starts a new batch. On error the writer keeps the batch's reports
+    /// (see [`BatchWriter::into_pending`]); nothing of the batch is visible unless its
+    /// publish completed, and its reports may be given again.
     pub async fn publish(&mut self) -> Result<Vec<(PendingReport<T>, ReportOutcome)>, StoreError> {
-        let pending = std::mem::take(&mut self.pending);
-        let staged = std::mem::take(&mut self.staged);
-        let batch_id = self.batch_id;
-        self.batch_id = Uuid::new_v4();
-        self.in_batch.clear();
-        self.batch_rows = 0;
-        if pending.is_empty() {
+        if self.pending.is_empty() {
             self.rows.clear();
-            self.wait_in_flight().await?;
-            return Ok(Vec::new());
+            self.current_start = 0;
+            return self.wait_in_flight().await.map(|()| Vec::new());
         }
         let rows = std::mem::take(&mut self.rows);
         self.current_start = 0;
         self.wait_in_flight().await?;
         self.store.insert_rows("records_staging", &rows).await?;
-        self.store.insert_rows("reports_staging", &staged).await?;
-        let published = self.store.publish(batch_id).await?;
+        self.store
+            .insert_rows("reports_staging", &self.staged)
+            .await?;
+        let published = self.store.publish(self.batch_id).await?;
+        let pending = std::mem::take(&mut self.pending);
+        self.staged.clear();
+        self.batch_id = Uuid::new_v4();
+        self.in_batch.clear();
+        self.batch_rows = 0;
         Ok(pending
             .into_iter()
             .map(|p| {
