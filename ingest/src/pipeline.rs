@@ -125,11 +125,14 @@ pub enum Event<T> {
     Published { tag: T, records: u64, messages: u64 },
     /// A report was already stored (or twice in this batch).
     Duplicate { tag: T },
-    /// An input failed; `transient` when retrying later may succeed.
+    /// An input failed; `transient` when retrying later may succeed; `kind` is the
+    /// reason's class (`InputError::kind`, or `store_rejected` when ClickHouse refused
+    /// the rows).
     Failed {
         tag: T,
         source: String,
         reason: String,
+        kind: &'static str,
         transient: bool,
     },
 }
@@ -230,6 +233,7 @@ impl<T: Clone> Feeder<T> {
                 tag: report.tag,
                 source: report.source,
                 reason: reason.clone(),
+                kind: if transient { "store_unreachable" } else { "store_rejected" },
                 transient,
             });
         }
@@ -324,6 +328,7 @@ impl<T: Clone> ReportSink for Feeder<T> {
                     tag: self.tag.clone(),
                     source: source.to_owned(),
                     reason: message,
+                    kind: "store_unreachable",
                     transient: true,
                 });
                 Ok(Flow::Stop)
@@ -343,6 +348,7 @@ impl<T: Clone> ReportSink for Feeder<T> {
             tag: self.tag.clone(),
             source: source.to_owned(),
             reason,
+            kind: error.kind(),
             transient: error.is_transient(),
         });
         if self.log.len() >= LOG_BATCH {
