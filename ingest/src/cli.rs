@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::daemon;
 use crate::input::{self, Flow, InputError, ReportSink};
+use crate::metrics::Metrics;
 use crate::pipeline;
 use crate::report::ReportReader;
 use crate::rows::{self, Format, RowWriter};
@@ -21,6 +23,15 @@ pub struct Cli {
     /// TOML configuration file; every key can also be set as DMARC_INGEST_<SECTION>_<KEY>.
     #[arg(long, global = true, env = "DMARC_INGEST_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log format on stderr (the level comes from DMARC_INGEST_LOG, default info).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "DMARC_INGEST_LOG_FORMAT",
+        default_value = "human"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,6 +60,20 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// The IMAP daemon: mailboxes into ClickHouse, processed mail moved to the archive,
+    /// mail without a valid report to the invalid mailbox. SIGTERM/SIGINT stop it
+    /// cleanly.
+    Run {
+        /// Drain the mailboxes once and exit (exit code 1 if anything failed).
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,10 +88,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("DMARC_INGEST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -80,6 +108,113 @@ pub fn main() -> ExitCode {
             action: SchemaAction::Apply,
         } => schema_apply(&config),
         Command::Import { paths } => import(&config, &paths),
+        Command::Run { once } => run(&config, once),
+    }
+}
+
+/// `run`: the daemon (or one drain with `--once`).
+fn run(config: &Config, once: bool) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested; finishing the batch in flight");
+            let _ = stop_tx.send(true);
+        });
+        let store = match connect_store(config, once, &stop_rx).await {
+            Ok(Some(store)) => store,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => return fail(&e),
+        };
+        let metrics = Metrics::new();
+        if !once && !config.metrics.listen.is_empty() {
+            match tokio::net::TcpListener::bind(&config.metrics.listen).await {
+                Ok(listener) => {
+                    let mut rx = stop_rx.clone();
+                    tokio::spawn(crate::metrics::serve(
+                        listener,
+                        metrics.clone(),
+                        async move {
+                            let _ = rx.wait_for(|stop| *stop).await;
+                        },
+                    ));
+                    tracing::info!(listen = %config.metrics.listen, "metrics endpoint up");
+                }
+                Err(e) => {
+                    eprintln!("error: cannot listen on {}: {e}", config.metrics.listen);
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        let summary = daemon::run(config, store, once, metrics.clone(), stop_rx).await;
+        if once {
+            eprint!("{summary}");
+            if daemon::any_failed(&summary, &metrics) {
+                return ExitCode::from(1);
+            }
+        } else {
+            tracing::info!(%summary, "stopped");
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+/// Connects to ClickHouse and checks the schema. The daemon keeps trying while the
+/// server is down (`None` when shutdown comes first); `--once` gives up after the
+/// configured attempts.
+async fn connect_store(
+    config: &Config,
+    once: bool,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<Store>, crate::store::StoreError> {
+    let mut attempt = 0;
+    loop {
+        let connected = async {
+            let store = Store::connect(&config.clickhouse).await?;
+            store.check_schema().await?;
+            if let Err(e) = store.drop_stale_staging().await {
+                tracing::warn!(error = %e, "cannot drop stale staging partitions");
+            }
+            Ok::<_, crate::store::StoreError>(store)
+        }
+        .await;
+        match connected {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) if once || !e.is_transient() => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "ClickHouse not reachable; waiting");
+                let delay = crate::store::backoff(attempt, 1_000, 60_000);
+                let mut rx = stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = rx.wait_for(|s| *s) => return Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

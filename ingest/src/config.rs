@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::mailbox::ImapConfig;
+
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "DMARC_INGEST_";
 /// Variables with the prefix that are not config keys: the config file's path and the
@@ -48,9 +50,43 @@ pub struct Config {
     /// ClickHouse connection (used by `schema`, `import`, `run`).
     #[serde(default)]
     pub clickhouse: ClickHouseConfig,
-    /// IMAP connection (used by `run`).
+    /// IMAP connection (used by `run`): the first mailbox.
     #[serde(default)]
-    pub imap: toml::Table,
+    pub imap: ImapConfig,
+    /// More mailboxes (`[[imap_accounts]]`), each worked independently.
+    #[serde(default)]
+    pub imap_accounts: Vec<ImapConfig>,
+    /// The daemon's metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Default address of the metrics endpoint.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9108";
+
+/// `[metrics]`: where `run` serves `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` to listen on; empty turns the endpoint off.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: DEFAULT_METRICS_LISTEN.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Every mailbox to work: `[imap]`, then each `[[imap_accounts]]`.
+    pub fn accounts(&self) -> Vec<ImapConfig> {
+        std::iter::once(self.imap.clone())
+            .chain(self.imap_accounts.iter().cloned())
+            .collect()
+    }
 }
 
 /// Hard limits on untrusted input. Going over one makes the input fail with a reason
@@ -245,6 +281,13 @@ impl Config {
         if let Some(path) = &self.clickhouse.password_file {
             self.clickhouse.password = read_secret(path)?;
         }
+        for account in std::iter::once(&mut self.imap).chain(self.imap_accounts.iter_mut()) {
+            if let Some(path) = account.password_file.clone() {
+                account
+                    .load_secrets()
+                    .map_err(|source| ConfigError::Read { path, source })?;
+            }
+        }
         Ok(())
     }
 
@@ -266,6 +309,19 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "clickhouse.database {:?} must be letters, digits and _",
                 ch.database
+            )));
+        }
+        for account in self.accounts() {
+            account
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("imap ({}): {e}", account.username)))?;
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.listen {:?} is not host:port",
+                self.metrics.listen
             )));
         }
         if ch.batch_rows == 0 || ch.publish_reports == 0 || ch.max_attempts == 0 {

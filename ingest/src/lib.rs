@@ -3,12 +3,17 @@
 //! The data path, one module per stage, in the order a report travels:
 //!
 //! - [`config`]: TOML file + `DMARC_INGEST_*` environment -> validated [`config::Config`].
+//! - [`mailbox`]: IMAP -> raw messages by UID; moves them to Archive/Invalid after.
 //! - [`input`]: files, directories, mbox and Maildir -> messages and containers (the
 //!   file-side driver of the stages below).
 //! - [`message`]: one raw mail (MIME) -> its report attachments.
 //! - [`attachment`]: one attachment (`.xml`, `.gz`, `.zip`) -> XML streams, size-capped.
 //! - [`report`]: one XML stream -> report header and records, streamed.
 //! - [`rows`]: header + record -> one flat row (pure), and its JSON / CSV encodings.
+//! - [`store`]: rows -> ClickHouse: migrations, staged batches, exactly-once publish.
+//! - [`pipeline`]: wires input -> report -> store (`import`), tagging every outcome.
+//! - [`daemon`]: IMAP mailboxes -> pipeline -> store, then mail moved to Archive/Invalid.
+//! - [`metrics`]: the daemon's counters as Prometheus text, and `/healthz`.
 //! - [`cli`]: the `dmarc-ingest` command line.
 //!
 //! Stages know nothing of each other's internals: the parser knows no IMAP, the rows
@@ -17,8 +22,11 @@
 pub mod attachment;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod input;
+pub mod mailbox;
 pub mod message;
+pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod rows;

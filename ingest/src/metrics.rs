@@ -70,10 +70,7 @@ impl Metrics {
 
     /// Sum of the failure counters (for exit codes).
     pub fn failures_total(&self) -> u64 {
-        self.failures
-            .lock()
-            .map(|f| f.values().sum())
-            .unwrap_or(0)
+        self.failures.lock().map(|f| f.values().sum()).unwrap_or(0)
     }
 
     /// Whether every mailbox worker is connected.
@@ -88,13 +85,41 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let counters = [
-            ("messages_fetched_total", "Messages fetched from IMAP.", &self.messages_fetched),
-            ("messages_archived_total", "Messages moved to the archive mailbox after their rows were committed.", &self.messages_archived),
-            ("messages_quarantined_total", "Messages moved to the invalid mailbox.", &self.messages_quarantined),
-            ("reports_written_total", "Reports published to ClickHouse.", &self.reports_written),
-            ("records_written_total", "Records published to ClickHouse.", &self.records_written),
-            ("duplicates_total", "Reports skipped because they were already stored.", &self.duplicates),
-            ("reconnects_total", "IMAP reconnections after a failure.", &self.reconnects),
+            (
+                "messages_fetched_total",
+                "Messages fetched from IMAP.",
+                &self.messages_fetched,
+            ),
+            (
+                "messages_archived_total",
+                "Messages moved to the archive mailbox after their rows were committed.",
+                &self.messages_archived,
+            ),
+            (
+                "messages_quarantined_total",
+                "Messages moved to the invalid mailbox.",
+                &self.messages_quarantined,
+            ),
+            (
+                "reports_written_total",
+                "Reports published to ClickHouse.",
+                &self.reports_written,
+            ),
+            (
+                "records_written_total",
+                "Records published to ClickHouse.",
+                &self.records_written,
+            ),
+            (
+                "duplicates_total",
+                "Reports skipped because they were already stored.",
+                &self.duplicates,
+            ),
+            (
+                "reconnects_total",
+                "IMAP reconnections after a failure.",
+                &self.reconnects,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -109,7 +134,11 @@ impl Metrics {
         );
         if let Ok(f) = self.failures.lock() {
             for (kind, n) in f.iter() {
-                let _ = writeln!(out, "dmarc_ingest_failures_total{{reason=\"{}\"}} {n}", escape(kind));
+                let _ = writeln!(
+                    out,
+                    "dmarc_ingest_failures_total{{reason=\"{}\"}} {n}",
+                    escape(kind)
+                );
             }
         }
         let _ = writeln!(
@@ -123,7 +152,11 @@ impl Metrics {
         );
         if let Ok(b) = self.backlog.lock() {
             for (mailbox, n) in b.iter() {
-                let _ = writeln!(out, "dmarc_ingest_inbox_backlog{{mailbox=\"{}\"}} {n}", escape(mailbox));
+                let _ = writeln!(
+                    out,
+                    "dmarc_ingest_inbox_backlog{{mailbox=\"{}\"}} {n}",
+                    escape(mailbox)
+                );
             }
         }
         let _ = writeln!(
@@ -132,7 +165,12 @@ impl Metrics {
         );
         if let Ok(c) = self.connected.lock() {
             for (mailbox, up) in c.iter() {
-                let _ = writeln!(out, "dmarc_ingest_imap_connected{{mailbox=\"{}\"}} {}", escape(mailbox), u8::from(*up));
+                let _ = writeln!(
+                    out,
+                    "dmarc_ingest_imap_connected{{mailbox=\"{}\"}} {}",
+                    escape(mailbox),
+                    u8::from(*up)
+                );
             }
         }
         out
@@ -230,9 +268,18 @@ mod tests {
         }));
         let body = get(addr, "/metrics").await;
         assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-        assert!(body.contains("dmarc_ingest_reports_written_total 3"), "{body}");
-        assert!(body.contains("dmarc_ingest_failures_total{reason=\"not_dmarc\"} 1"), "{body}");
-        assert!(body.contains("dmarc_ingest_inbox_backlog{mailbox=\"reports@host/INBOX\"} 7"), "{body}");
+        assert!(
+            body.contains("dmarc_ingest_reports_written_total 3"),
+            "{body}"
+        );
+        assert!(
+            body.contains("dmarc_ingest_failures_total{reason=\"not_dmarc\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("dmarc_ingest_inbox_backlog{mailbox=\"reports@host/INBOX\"} 7"),
+            "{body}"
+        );
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 503"));
         metrics.set_connected("reports@host/INBOX", true);
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));

@@ -233,7 +233,11 @@ impl<T: Clone> Feeder<T> {
                 tag: report.tag,
                 source: report.source,
                 reason: reason.clone(),
-                kind: if transient { "store_unreachable" } else { "store_rejected" },
+                kind: if transient {
+                    "store_unreachable"
+                } else {
+                    "store_rejected"
+                },
                 transient,
             });
         }
