@@ -6,10 +6,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::clickhouse::{write_reports, TestDb};
+use common::clickhouse::{write_reports, OwnServer, TestDb};
 use dmarc_ingest::config::Limits;
 
 /// What the parser finds under `paths`, one entry per distinct report identity.
@@ -150,62 +150,6 @@ fn kill_at_any_point_then_rerun_is_exact() {
     );
     assert_no_partial_reports(&db, &expected);
     drop(files);
-}
-
-/// A ClickHouse of its own (other ports, own state), so stopping it harms no other test.
-struct OwnServer {
-    state: tempfile::TempDir,
-    http_port: u16,
-    tcp_port: u16,
-}
-
-impl OwnServer {
-    fn start() -> OwnServer {
-        let s = OwnServer {
-            state: tempfile::tempdir().unwrap(),
-            http_port: 18_123 + (std::process::id() % 500) as u16,
-            tcp_port: 19_000 + (std::process::id() % 500) as u16,
-        };
-        s.script("start");
-        s
-    }
-
-    fn script(&self, action: &str) {
-        let out = Command::new(common::repo_root().join("deploy/dev/clickhouse.sh"))
-            .arg(action)
-            .env("DMARC_STATE_DIR", self.state.path())
-            .env("DMARC_CH_HTTP_PORT", self.http_port.to_string())
-            .env("DMARC_CH_TCP_PORT", self.tcp_port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "clickhouse.sh {action}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// SIGKILL: the server goes away at once, mid-query.
-    fn crash(&self) {
-        let pid =
-            std::fs::read_to_string(self.state.path().join("clickhouse/clickhouse-server.pid"))
-                .unwrap();
-        let status = Command::new("kill")
-            .args(["-9", pid.trim()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.script("stop");
-    }
 }
 
 #[test]

@@ -196,3 +196,59 @@ pub fn write_reports(dir: &Path, tag: &str, count: usize, records: usize) -> Vec
         })
         .collect()
 }
+
+/// A ClickHouse of its own (other ports, own state), so stopping it harms no other test.
+pub struct OwnServer {
+    state: tempfile::TempDir,
+    http_port: u16,
+    tcp_port: u16,
+}
+
+impl OwnServer {
+    pub fn start() -> OwnServer {
+        let s = OwnServer {
+            state: tempfile::tempdir().unwrap(),
+            http_port: 18_123 + (std::process::id() % 500) as u16,
+            tcp_port: 19_000 + (std::process::id() % 500) as u16,
+        };
+        s.script("start");
+        s
+    }
+
+    pub fn script(&self, action: &str) {
+        let out = Command::new(repo_root().join("deploy/dev/clickhouse.sh"))
+            .arg(action)
+            .env("DMARC_STATE_DIR", self.state.path())
+            .env("DMARC_CH_HTTP_PORT", self.http_port.to_string())
+            .env("DMARC_CH_TCP_PORT", self.tcp_port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "clickhouse.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// SIGKILL: the server goes away at once, mid-query.
+    pub fn crash(&self) {
+        let pid =
+            std::fs::read_to_string(self.state.path().join("clickhouse/clickhouse-server.pid"))
+                .unwrap();
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.script("stop");
+    }
+}

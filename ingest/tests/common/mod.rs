@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod clickhouse;
+pub mod imap;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -85,4 +86,12 @@ pub fn collect(paths: &[PathBuf], limits: &Limits, strip: &str) -> Collect {
     };
     input::read_paths(paths, limits, &mut c);
     c
+}
+
+/// The report fixtures under `dir` (no golden files, docs or scripts), sorted.
+pub fn input_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    dmarc_ingest::input::list_files(&[dir.to_owned()])
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect()
 }
