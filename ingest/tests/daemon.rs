@@ -70,7 +70,7 @@ fn expectations(mails: &[PathBuf]) -> (usize, usize, HashMap<String, (u64, u64)>
     let mut invalid = 0;
     let mut distinct = HashMap::new();
     for mail in mails {
-        let got = common::collect(&[mail.clone()], &limits, "");
+        let got = common::collect(std::slice::from_ref(mail), &limits, "");
         // An mbox file is delivered as several messages, each with one report here.
         let messages = if mail.extension().is_some_and(|e| e == "mbox") {
             got.reports as usize
