@@ -9,16 +9,19 @@
 //! What can fail ([`MailboxError`]): the TCP connection, TLS (an untrusted certificate is
 //! permanent), the login (wrong credentials are permanent, `[UNAVAILABLE]` is transient),
 //! a command the server refuses (`NO`, transient unless its response code says otherwise)
-//! or calls malformed (`BAD`, permanent), a `BYE`, a timeout. After any transient error
-//! the connection is in an unknown state: drop the [`Mailbox`] and connect again.
+//! or calls malformed (`BAD`, permanent), a `BYE`, a timeout. After a `NO` or `BAD` the
+//! session is still usable; after any other error its state is unknown: drop the
+//! [`Mailbox`] and connect again.
 //!
 //! Quirks of `async-imap` 0.12 that shape this module:
 //! - its stream-returning commands (`uid_fetch`, `uid_search`, `uid_store`, `list`,
 //!   `noop`, `capabilities`, `expunge`) drop the tagged completion without looking at it,
-//!   so a `NO` or `BAD` reads as an empty success. Those commands are run here by
-//!   [`Mailbox::command`], which checks the tagged status itself. `select`, `login`,
-//!   `authenticate`, `create`-style commands and IDLE's `DONE` do check it and are used
-//!   as they are.
+//!   so a `NO` or `BAD` reads as an empty success. Every command after login is
+//!   therefore run by one helper here that reads the responses itself and checks the
+//!   tagged status; the library's `login`, `authenticate`, `logout` and IDLE (`init`,
+//!   `wait_with_timeout`, `done`) do check it and are used as they are.
+//! - its `select` quotes the name but does not write `&` as `&-` (modified UTF-7):
+//!   dovecot refuses such a name. Folder names are quoted here.
 //! - IDLE's `wait_with_timeout` timeout is an inactivity timeout that every
 //!   `* OK Still here` resets (dovecot sends one every 2 minutes), so it alone never
 //!   ends a 25-minute IDLE; the deadline is enforced here. The connection closing during
@@ -573,7 +576,7 @@ pub enum IdleOutcome {
 /// The connection under the session: TCP, or TLS over TCP.
 trait Transport: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Transport for T {}
-type Stream = Box<dyn Transport>;
+type Io = Box<dyn Transport>;
 
 /// What a [`Mailbox`] knows besides its session.
 #[derive(Debug, Clone)]
@@ -591,7 +594,7 @@ struct State {
 
 /// An authenticated IMAP connection.
 pub struct Mailbox {
-    session: Session<Stream>,
+    session: Session<Io>,
     state: State,
 }
 
@@ -639,7 +642,7 @@ impl Mailbox {
             port = cfg.port,
             user = %cfg.username,
             idle = mailbox.state.caps.idle,
-            r#move = mailbox.state.caps.r#move,
+            has_move = mailbox.state.caps.r#move,
             uidplus = mailbox.state.caps.uidplus,
             "IMAP session ready"
         );
@@ -657,17 +660,16 @@ impl Mailbox {
             })?;
         // Commands are small and answered one at a time: don't let Nagle delay them.
         tcp.set_nodelay(true).map_err(|e| io_error("connect", e))?;
-        let stream: Stream = match cfg.tls {
+        let client: Client<Io> = match cfg.tls {
             TlsMode::None => {
-                let mut client = Client::new(Box::new(tcp) as Stream);
+                let mut client = Client::new(Box::new(tcp) as Io);
                 read_greeting(&mut client).await?;
-                client.into_inner()
+                client
             }
             TlsMode::Tls => {
-                let tls = tls_handshake(cfg, tcp).await?;
-                let mut client = Client::new(tls);
+                let mut client = Client::new(tls_handshake(cfg, tcp).await?);
                 read_greeting(&mut client).await?;
-                client.into_inner()
+                client
             }
             TlsMode::Starttls => {
                 let mut client = Client::new(tcp);
@@ -683,11 +685,10 @@ impl Mailbox {
                         other => other,
                     })?;
                 // Anything the server sent after its OK is dropped with the plain-text
-                // client (RFC 3207 command injection).
-                tls_handshake(cfg, client.into_inner()).await?
+                // client (RFC 3207 command injection). No greeting follows the handshake.
+                Client::new(tls_handshake(cfg, client.into_inner()).await?)
             }
         };
-        let client = Client::new(stream);
         let session = match cfg.auth {
             AuthMethod::Login => client
                 .login(&cfg.username, &cfg.password)
@@ -759,9 +760,10 @@ impl Mailbox {
         let mut exists = false;
         self.command("LIST", &format!("LIST \"\" {quoted}"), |resp| {
             if let Response::MailboxData(MailboxDatum::List(list)) = resp {
-                let selectable = !list.name_attributes.iter().any(|a| {
-                    matches!(a, NameAttribute::NoSelect)
-                        || matches!(a, NameAttribute::Extension(x) if x.eq_ignore_ascii_case("\\NonExistent"))
+                let selectable = !list.name_attributes.iter().any(|a| match a {
+                    NameAttribute::NoSelect => true,
+                    NameAttribute::Extension(x) => x.eq_ignore_ascii_case("\\NonExistent"),
+                    _ => false,
                 });
                 if selectable && same_folder(&list.name, name) {
                     exists = true;
@@ -914,7 +916,7 @@ impl Mailbox {
                 if got > max_bytes {
                     warn!(
                         host = %self.state.host,
-                        mailbox = ?self.state.selected,
+                        mailbox = self.state.selected.as_deref().unwrap_or(""),
                         uid,
                         reported,
                         "message larger than its RFC822.SIZE said and than the cap"
@@ -935,7 +937,7 @@ impl Mailbox {
         }
         debug!(
             host = %self.state.host,
-            mailbox = ?self.state.selected,
+            mailbox = self.state.selected.as_deref().unwrap_or(""),
             asked = uids.len(),
             fetched = out.len(),
             "fetched messages"
@@ -976,10 +978,10 @@ impl Mailbox {
         }
         info!(
             host = %self.state.host,
-            mailbox = ?self.state.selected,
+            mailbox = self.state.selected.as_deref().unwrap_or(""),
             folder,
             count = uids.len(),
-            with_move = caps.r#move,
+            has_move = caps.r#move,
             "moved messages"
         );
         Ok(())
@@ -1010,7 +1012,12 @@ impl Mailbox {
             .await
             .map_err(|_| MailboxError::Timeout("IDLE"))?
             .map_err(|e| imap_error("IDLE", e))?;
-        debug!(host = %state.host, mailbox = ?state.selected, ?timeout, "idling");
+        debug!(
+            host = %state.host,
+            mailbox = state.selected.as_deref().unwrap_or(""),
+            ?timeout,
+            "idling"
+        );
         let outcome = loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let (wait, _interrupt) = handle.wait_with_timeout(remaining);
@@ -1238,7 +1245,7 @@ fn login_error(during: &'static str, e: async_imap::error::Error) -> MailboxErro
 }
 
 /// TLS over `tcp` to `cfg.host`, trusting the system roots and `cfg.ca_file`.
-async fn tls_handshake(cfg: &ImapConfig, tcp: TcpStream) -> Result<Stream, MailboxError> {
+async fn tls_handshake(cfg: &ImapConfig, tcp: TcpStream) -> Result<Io, MailboxError> {
     let connector = tls_connector(cfg.ca_file.as_deref())?;
     let host = cfg.host.trim_start_matches('[').trim_end_matches(']');
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())
@@ -1633,10 +1640,10 @@ mod tests {
                 "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")".into(),
             ),
         );
-        assert!(
-            matches!(&e, MailboxError::Auth(t) if t == "[AUTHENTICATIONFAILED] Authentication failed."),
-            "{e:?}"
-        );
+        let MailboxError::Auth(text) = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(text, "[AUTHENTICATIONFAILED] Authentication failed.");
         assert!(!e.is_transient());
         let e = login_error(
             "LOGIN",
@@ -1649,6 +1656,19 @@ mod tests {
         assert!(e.is_transient());
         let e = login_error("LOGIN", E::ConnectionLost);
         assert!(e.is_transient(), "{e:?}");
+    }
+
+    /// Compiles only if every operation can run in a spawned task.
+    fn _operations_are_send(mut m: Mailbox, cfg: &ImapConfig) {
+        fn send<T: Send>(_: T) {}
+        send(Mailbox::connect(cfg));
+        send(m.ensure_folder("A"));
+        send(m.select("A"));
+        send(m.uids());
+        send(m.fetch(&[], 0));
+        send(m.move_to(&[], "A"));
+        send(m.noop());
+        send(m.idle(Duration::ZERO, std::future::ready(())));
     }
 
     #[test]

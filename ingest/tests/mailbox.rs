@@ -106,7 +106,9 @@ impl Account {
             username: self.user.clone(),
             password: self.password.clone(),
             poll_interval_secs: 1,
-            connect_timeout_secs: 10,
+            // dovecot delays logins from an IP after failed ones (up to 15 s; the
+            // wrong-password test makes some).
+            connect_timeout_secs: 40,
             command_timeout_secs: 10,
             ..ImapConfig::default()
         }
@@ -177,7 +179,7 @@ impl Account {
     }
 }
 
-/// Runs a test body with a time limit.
+/// Runs a test body with a time limit (generous: see `connect_timeout_secs` above).
 async fn bounded<F: Future>(secs: u64, body: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(secs), body)
         .await
@@ -192,7 +194,7 @@ async fn connect(cfg: &ImapConfig) -> Mailbox {
 
 #[tokio::test]
 async fn plain_login_capabilities_and_select() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("plain_login");
         let mut mb = connect(&acc.config()).await;
         let caps = *mb.capabilities();
@@ -211,7 +213,7 @@ async fn plain_login_capabilities_and_select() {
 
 #[tokio::test]
 async fn authenticate_plain() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("auth_plain");
         let cfg = ImapConfig {
             auth: AuthMethod::Plain,
@@ -226,7 +228,7 @@ async fn authenticate_plain() {
 
 #[tokio::test]
 async fn wrong_password_is_a_permanent_auth_error() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("wrong_password");
         for auth in [AuthMethod::Login, AuthMethod::Plain] {
             let cfg = ImapConfig {
@@ -245,7 +247,7 @@ async fn wrong_password_is_a_permanent_auth_error() {
 
 #[tokio::test]
 async fn nothing_listening_is_a_transient_connect_error() {
-    bounded(30, async {
+    bounded(60, async {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -266,7 +268,7 @@ async fn nothing_listening_is_a_transient_connect_error() {
 
 #[tokio::test]
 async fn silent_server_times_out() {
-    bounded(30, async {
+    bounded(60, async {
         // Accepts the connection but never greets.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -294,7 +296,7 @@ async fn silent_server_times_out() {
 
 #[tokio::test]
 async fn implicit_tls_with_the_test_ca() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("implicit_tls");
         let ca = dovecot().state.join("dovecot/ca.pem");
         // The server certificate names both localhost and 127.0.0.1.
@@ -317,7 +319,7 @@ async fn implicit_tls_with_the_test_ca() {
 
 #[tokio::test]
 async fn untrusted_certificate_is_a_permanent_tls_error() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("untrusted_tls");
         let cfg = ImapConfig {
             host: "localhost".into(),
@@ -344,7 +346,7 @@ async fn untrusted_certificate_is_a_permanent_tls_error() {
 
 #[tokio::test]
 async fn starttls_with_the_test_ca() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("starttls");
         let cfg = ImapConfig {
             host: "localhost".into(),
@@ -364,7 +366,7 @@ async fn starttls_with_the_test_ca() {
 
 #[tokio::test]
 async fn fetch_gives_the_exact_bytes_and_leaves_mail_unseen() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("fetch_exact");
         let msgs: Vec<(PathBuf, Vec<u8>)> = (0..3)
             .map(|i| acc.message(&format!("r{i}"), 100 + i * 1000))
@@ -415,7 +417,7 @@ async fn fetch_gives_the_exact_bytes_and_leaves_mail_unseen() {
 
 #[tokio::test]
 async fn messages_over_the_cap_are_not_downloaded() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("size_cap");
         let (small, small_bytes) = acc.message("small", 500);
         let (big, big_bytes) = acc.message("big", 20_000);
@@ -442,7 +444,7 @@ async fn messages_over_the_cap_are_not_downloaded() {
 
 #[tokio::test]
 async fn uids_skip_deleted_messages() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("skip_deleted");
         let (a, _) = acc.message("a", 10);
         let (b, _) = acc.message("b", 10);
@@ -467,7 +469,7 @@ async fn uids_skip_deleted_messages() {
 
 #[tokio::test]
 async fn folders_are_created_once_and_mail_moves_to_them() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("move_archive");
         let msgs: Vec<(PathBuf, Vec<u8>)> =
             (0..3).map(|i| acc.message(&format!("m{i}"), 200)).collect();
@@ -510,7 +512,7 @@ async fn folders_are_created_once_and_mail_moves_to_them() {
 
 #[tokio::test]
 async fn move_without_the_move_extension() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("move_fallback");
         let (a, a_bytes) = acc.message("a", 100);
         let (b, b_bytes) = acc.message("b", 100);
@@ -545,7 +547,7 @@ async fn move_without_the_move_extension() {
 
 #[tokio::test]
 async fn idle_wakes_up_on_new_mail() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("idle_new_mail");
         let (msg, _) = acc.message("late", 100);
         let mut mb = connect(&acc.config()).await;
@@ -579,7 +581,7 @@ async fn idle_wakes_up_on_new_mail() {
 
 #[tokio::test]
 async fn idle_times_out_and_stops() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("idle_timeout");
         let mut mb = connect(&acc.config()).await;
         mb.select("INBOX").await.unwrap();
@@ -613,7 +615,7 @@ async fn idle_times_out_and_stops() {
 
 #[tokio::test]
 async fn news_seen_outside_idle_is_not_lost() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("idle_pending");
         let (msg, _) = acc.message("between", 100);
         let mut mb = connect(&acc.config()).await;
@@ -643,7 +645,7 @@ async fn news_seen_outside_idle_is_not_lost() {
 
 #[tokio::test]
 async fn polling_stands_in_for_idle() {
-    bounded(30, async {
+    bounded(60, async {
         let acc = Account::new("idle_polling");
         let (msg, _) = acc.message("polled", 100);
         let mut mb = connect(&acc.config()).await;

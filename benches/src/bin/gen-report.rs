@@ -13,7 +13,8 @@ use dmarc_ingest_benches::{write_report, GeneratedTotals, ReportSpec};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-const USAGE: &str = "usage: gen-report --records N [--seed S] [--dmarcbis] [--gzip] [--out PATH|-]";
+const USAGE: &str =
+    "usage: gen-report --records N [--seed S] [--report-id ID] [--dmarcbis] [--gzip] [--out PATH|-]";
 const GZIP_LEVEL: u32 = 6;
 const OUT_BUFFER_BYTES: usize = 256 * 1024;
 
@@ -47,6 +48,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 let path = value("a path or -")?;
                 out = (path != "-").then_some(path);
             }
+            "--report-id" => spec.report_id = value("an id")?,
             "--dmarcbis" => spec.dmarcbis = true,
             "--gzip" => gzip = true,
             "-h" | "--help" => return Err(String::new()),
