@@ -79,6 +79,8 @@ impl Dovecot {
         let mail = self.state.join("dovecot/mail").join(user);
         let _ = std::fs::remove_dir_all(&mail);
         self.script(&["add-user", user, "secret"]);
+        // dovecot re-reads its passwd file at most once a second.
+        std::thread::sleep(Duration::from_millis(1100));
     }
 
     pub fn deliver(&self, user: &str, mailbox: &str, files: &[PathBuf]) {
