@@ -23,6 +23,7 @@ pub mod attachment;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod domains;
 pub mod input;
 pub mod mailbox;
 pub mod message;

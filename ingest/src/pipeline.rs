@@ -281,9 +281,12 @@ impl<T: Clone> Feeder<T> {
             .map_err(store_input_error)?;
         let mut index: u32 = 0;
         while let Some(record) = reader.next_record()? {
-            let full = self
-                .writer
-                .push_record(store::stored_record(&shared, record, index));
+            let full = self.writer.push_record(store::stored_record(
+                &shared,
+                &reader.header().policy,
+                record,
+                index,
+            ));
             index = index.saturating_add(1);
             if full {
                 self.runtime

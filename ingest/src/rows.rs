@@ -12,6 +12,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::domains;
 use crate::report::{Record, ReportHeader};
 
 /// One output row: one `<record>` with its report's fields repeated.
@@ -60,6 +61,18 @@ pub struct RecordRow<'a> {
     pub spf_scopes: Vec<&'a str>,
     pub spf_results: Vec<&'a str>,
     pub spf_human_results: Vec<&'a str>,
+    /// Organisational domains (Public Suffix List) of the identifiers above.
+    pub header_from_org: String,
+    pub envelope_from_org: String,
+    pub dkim_domains_org: Vec<String>,
+    pub spf_domains_org: Vec<String>,
+    /// The sending organisation: org domain of the passing DKIM signer, else of the SPF
+    /// domain, else of envelope_from (groups `mcsv.net` senders as one provider).
+    pub sender_org: String,
+    /// Alignment recomputed from auth_results and adkim/aspf (RFC 7489 3.1), beside the
+    /// reporter's `policy_dkim` / `policy_spf`.
+    pub dkim_aligned: bool,
+    pub spf_aligned: bool,
     /// Record-level `<extension>` elements, raw XML.
     pub extensions: &'a [String],
     /// Report-level `<extension>` elements read so far, raw XML.
@@ -115,6 +128,8 @@ pub fn record_row<'a>(
     record: &'a Record,
 ) -> RecordRow<'a> {
     let p = &header.policy;
+    let alignment = domains::alignment(record, p);
+    let orgs = domains::organisations(record);
     RecordRow {
         source,
         org_name: &header.org_name,
@@ -174,6 +189,13 @@ pub fn record_row<'a>(
             .iter()
             .map(|s| s.human_result.as_deref().unwrap_or(""))
             .collect(),
+        header_from_org: orgs.header_from,
+        envelope_from_org: orgs.envelope_from,
+        dkim_domains_org: orgs.dkim,
+        spf_domains_org: orgs.spf,
+        sender_org: orgs.sender,
+        dkim_aligned: alignment.dkim,
+        spf_aligned: alignment.spf,
         extensions: &record.extensions,
         report_extensions: &header.extensions,
         problems: &header.problems,
@@ -236,6 +258,13 @@ pub const CSV_COLUMNS: &[&str] = &[
     "spf_scopes",
     "spf_results",
     "spf_human_results",
+    "header_from_org",
+    "envelope_from_org",
+    "dkim_domains_org",
+    "spf_domains_org",
+    "sender_org",
+    "dkim_aligned",
+    "spf_aligned",
     "extensions",
     "report_extensions",
     "problems",
@@ -324,6 +353,13 @@ fn csv_fields<'a>(r: &'a RecordRow<'a>) -> Vec<std::borrow::Cow<'a, str>> {
         join(&r.spf_scopes),
         join(&r.spf_results),
         join(&r.spf_human_results),
+        r.header_from_org.as_str().into(),
+        r.envelope_from_org.as_str().into(),
+        join_owned(&r.dkim_domains_org),
+        join_owned(&r.spf_domains_org),
+        r.sender_org.as_str().into(),
+        u8::from(r.dkim_aligned).to_string().into(),
+        u8::from(r.spf_aligned).to_string().into(),
         join_owned(r.extensions),
         join_owned(r.report_extensions),
         join_owned(r.problems),

@@ -36,17 +36,30 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::ClickHouseConfig;
+use crate::domains;
 use crate::report::{Record, ReportHeader};
 
 /// This parser's version, written with every row of `reports` and `ingest_log`.
 pub const PARSER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The migrations of `schema/`, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "001_reports_and_records",
-    include_str!("../../schema/001_reports_and_records.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "001_reports_and_records",
+        include_str!("../../schema/001_reports_and_records.sql"),
+    ),
+    (
+        2,
+        "002_organisational_domains_and_alignment",
+        include_str!("../../schema/002_organisational_domains_and_alignment.sql"),
+    ),
+    (
+        3,
+        "003_rollups",
+        include_str!("../../schema/003_rollups.sql"),
+    ),
+];
 
 /// The store's queries (also run on the current engine by the CI check).
 const PUBLISH_RECORDS_SQL: &str = include_str!("../../schema/queries/publish_records.sql");
@@ -203,6 +216,15 @@ pub struct StoredRecord {
     #[serde(with = "clickhouse::serde::uuid")]
     pub ingest_id: Uuid,
     pub ingested_at: u32,
+    /// Organisational domains (migration 002), see [`crate::domains`].
+    pub header_from_org: String,
+    pub envelope_from_org: String,
+    pub dkim_domains_org: Vec<String>,
+    pub spf_domains_org: Vec<String>,
+    pub sender_org: String,
+    /// Alignment recomputed from auth_results (1 = aligned and passing).
+    pub dkim_aligned: u8,
+    pub spf_aligned: u8,
 }
 
 /// One row of `reports_staging` (the `reports` columns, then `batch_id`).
@@ -356,8 +378,16 @@ impl SharedReportFields {
     }
 }
 
-/// Builds the stored row of `record`, the `index`th of its report.
-pub fn stored_record(report: &SharedReportFields, record: Record, index: u32) -> StoredRecord {
+/// Builds the stored row of `record`, the `index`th of its report, published under
+/// `policy`.
+pub fn stored_record(
+    report: &SharedReportFields,
+    policy: &crate::report::PolicyPublished,
+    record: Record,
+    index: u32,
+) -> StoredRecord {
+    let alignment = domains::alignment(&record, policy);
+    let orgs = domains::organisations(&record);
     let source_ip_v6 = match record.source_addr {
         Some(IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
         Some(IpAddr::V6(v6)) => v6.octets(),
@@ -421,6 +451,13 @@ pub fn stored_record(report: &SharedReportFields, record: Record, index: u32) ->
         published_aspf: report.published_aspf.clone(),
         ingest_id: report.ingest_id,
         ingested_at: report.ingested_at,
+        header_from_org: orgs.header_from,
+        envelope_from_org: orgs.envelope_from,
+        dkim_domains_org: orgs.dkim,
+        spf_domains_org: orgs.spf,
+        sender_org: orgs.sender,
+        dkim_aligned: u8::from(alignment.dkim),
+        spf_aligned: u8::from(alignment.spf),
     }
 }
 
@@ -601,7 +638,14 @@ impl Store {
                 continue;
             }
             for statement in split_statements(sql) {
-                self.execute(name, &self.adapt_ddl(&statement)).await?;
+                match self.execute(name, &self.adapt_ddl(&statement)).await {
+                    // 18.16 has no ADD COLUMN IF NOT EXISTS: a column that exists was
+                    // added by an interrupted earlier run of this migration.
+                    Err(StoreError::Server { message, .. })
+                        if statement.trim_start().starts_with("ALTER TABLE")
+                            && message.contains("already exists") => {}
+                    other => other?,
+                }
             }
             self.execute(
                 "record the migration",
@@ -1081,7 +1125,7 @@ mod tests {
             crate::report::ReportReader::open(xml.as_bytes(), &Default::default()).unwrap();
         let record = reader.next_record().unwrap().unwrap();
         let shared = SharedReportFields::new(&h, Uuid::nil()).unwrap();
-        let row = stored_record(&shared, record, 0);
+        let row = stored_record(&shared, &h.policy, record, 0);
         let mut mapped = [0u8; 16];
         mapped[10] = 0xff;
         mapped[11] = 0xff;

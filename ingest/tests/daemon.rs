@@ -304,3 +304,44 @@ fn cut_connection_reconnects_and_idle_picks_up_new_mail() {
     assert_eq!(db.number("SELECT count() FROM {database}.reports"), 6);
     assert_eq!(terminate(daemon), 0);
 }
+
+#[test]
+fn several_mailboxes_are_each_drained() {
+    let imap = Dovecot::shared();
+    let db = TestDb::fresh("daemon_accounts");
+    let work = tempfile::tempdir().unwrap();
+    let mut expected = HashMap::new();
+    for (i, user) in ["dm_acc_a", "dm_acc_b"].iter().enumerate() {
+        imap.fresh_user(user);
+        let dir = work.path().join(user);
+        std::fs::create_dir_all(&dir).unwrap();
+        let reports = write_reports(&dir, &format!("acc{i}"), 3, 5);
+        let mails = as_mails(&dir.join("mails"), &reports);
+        expected.extend(expectations(&mails).2);
+        imap.deliver(user, "INBOX", &mails);
+    }
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[imap]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"dm_acc_a\"\npassword = \"secret\"\n\n\
+             [[imap_accounts]]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"dm_acc_b\"\npassword = \"secret\"\n",
+            port = imap.port
+        ),
+    )
+    .unwrap();
+    let out = db
+        .command(&["--config", config.to_str().unwrap(), "run", "--once"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("6 messages fetched, 6 archived"),
+        "{stderr}"
+    );
+    for user in ["dm_acc_a", "dm_acc_b"] {
+        assert_eq!(imap.counts(user, &["INBOX", "Archive"]), [0, 3], "{user}");
+    }
+    assert_eq!(totals(&db), sum(&expected));
+}

@@ -87,6 +87,26 @@ fn import_is_exact_and_idempotent() {
         0
     );
 
+    // The rollups (materialized views) agree with the tables they summarise.
+    assert_eq!(
+        db.number("SELECT sum(messages) FROM {database}.records_daily"),
+        sum(&expected).1
+    );
+    assert_eq!(
+        db.number("SELECT sum(records) FROM {database}.records_daily"),
+        sum(&expected).0
+    );
+    assert_eq!(
+        db.number("SELECT sum(reports) FROM {database}.reporter_daily"),
+        expected.len() as u64
+    );
+    // Organisational domains and recomputed alignment are filled in.
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.records WHERE header_from != '' AND header_from_org = ''"),
+        0
+    );
+    assert!(db.number("SELECT sum(dkim_aligned) FROM {database}.records") > 0);
+
     let second = db.cli(&args);
     let stderr = String::from_utf8_lossy(&second.stderr).into_owned();
     assert!(stderr.contains("0 reports imported"), "{stderr}");
@@ -98,6 +118,11 @@ fn import_is_exact_and_idempotent() {
     assert!(
         db.number("SELECT count() FROM {database}.ingest_log WHERE outcome = 'duplicate'")
             >= expected.len() as u64
+    );
+    assert_eq!(
+        db.number("SELECT sum(messages) FROM {database}.records_daily"),
+        sum(&expected).1,
+        "duplicates do not reach the rollups"
     );
 }
 

@@ -1,0 +1,274 @@
+//! Domains: a domain -> its organisational domain (the Public Suffix List, compiled in
+//! through the `psl` crate: no network), and a record -> DMARC identifier alignment
+//! recomputed from its auth_results and the published `adkim`/`aspf` (RFC 7489
+//! section 3.1). Pure.
+//!
+//! Recomputing lets analysts spot reporters that evaluate wrongly, and forwarded mail
+//! (DKIM aligned and passing, SPF failing from a foreign IP).
+
+use crate::report::{PolicyPublished, Record};
+
+/// The organisational (registrable) domain of `domain`: `mail.example.co.uk` ->
+/// `example.co.uk`. Lower-cased, a trailing dot dropped. A name the PSL knows no
+/// registrable part of (a bare public suffix, an IP literal, garbage) is returned as is.
+pub fn organisational(domain: &str) -> String {
+    let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    if d.is_empty() {
+        return d;
+    }
+    match psl::domain_str(&d) {
+        Some(org) => org.to_owned(),
+        None => d,
+    }
+}
+
+/// Identifier alignment mode (`adkim`, `aspf`): strict needs the same domain, relaxed
+/// the same organisational domain. Absent or unknown values mean relaxed (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Relaxed,
+    Strict,
+}
+
+impl Mode {
+    fn from_tag(tag: Option<&str>) -> Mode {
+        match tag {
+            Some("s") => Mode::Strict,
+            _ => Mode::Relaxed,
+        }
+    }
+}
+
+/// Whether `authenticated` (a DKIM `d=` or SPF domain) aligns with `header_from`.
+pub fn aligned(authenticated: &str, header_from: &str, mode: Mode) -> bool {
+    let a = authenticated.trim().trim_end_matches('.');
+    let h = header_from.trim().trim_end_matches('.');
+    if a.is_empty() || h.is_empty() {
+        return false;
+    }
+    match mode {
+        Mode::Strict => a.eq_ignore_ascii_case(h),
+        Mode::Relaxed => organisational(a) == organisational(h),
+    }
+}
+
+/// Alignment of one record as recomputed (not as the reporter said).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Alignment {
+    /// Some DKIM signature passed with a `d=` aligned to header_from.
+    pub dkim: bool,
+    /// Some SPF check of the envelope sender (`mfrom`, or no scope given) passed with a
+    /// domain aligned to header_from. `helo` results never count (RFC 7489 3.1.2).
+    pub spf: bool,
+}
+
+impl Alignment {
+    /// DMARC passes when either identifier is aligned and passing.
+    pub fn dmarc(&self) -> bool {
+        self.dkim || self.spf
+    }
+}
+
+/// Recomputes the alignment of `record` under the published `policy`.
+pub fn alignment(record: &Record, policy: &PolicyPublished) -> Alignment {
+    let adkim = Mode::from_tag(policy.adkim.as_deref());
+    let aspf = Mode::from_tag(policy.aspf.as_deref());
+    let from = record.header_from.as_str();
+    Alignment {
+        dkim: record
+            .dkim
+            .iter()
+            .any(|d| d.result == "pass" && aligned(&d.domain, from, adkim)),
+        spf: record.spf.iter().any(|s| {
+            s.result == "pass"
+                && matches!(s.scope.as_deref(), None | Some("mfrom"))
+                && aligned(&s.domain, from, aspf)
+        }),
+    }
+}
+
+/// The organisational domains of a record's identifiers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Organisations {
+    pub header_from: String,
+    /// Of envelope_from's domain (an address counts by its domain); `""` when absent.
+    pub envelope_from: String,
+    /// One per DKIM signature, parallel to the record's `dkim`.
+    pub dkim: Vec<String>,
+    /// One per SPF check, parallel to the record's `spf`.
+    pub spf: Vec<String>,
+    /// See [`sender_org`].
+    pub sender: String,
+}
+
+/// The organisational domains of `record`'s identifiers.
+pub fn organisations(record: &Record) -> Organisations {
+    Organisations {
+        header_from: organisational(&record.header_from),
+        envelope_from: record
+            .envelope_from
+            .as_deref()
+            .map(|e| organisational(e.rsplit('@').next().unwrap_or(e)))
+            .unwrap_or_default(),
+        dkim: record
+            .dkim
+            .iter()
+            .map(|d| organisational(&d.domain))
+            .collect(),
+        spf: record
+            .spf
+            .iter()
+            .map(|s| organisational(&s.domain))
+            .collect(),
+        sender: sender_org(record),
+    }
+}
+
+/// The organisation that sent the mail, for grouping senders by provider: the
+/// organisational domain of the first passing DKIM signature, else of the SPF-checked
+/// envelope domain, else of envelope_from, else of header_from.
+pub fn sender_org(record: &Record) -> String {
+    let candidate = record
+        .dkim
+        .iter()
+        .find(|d| d.result == "pass" && !d.domain.is_empty())
+        .map(|d| d.domain.as_str())
+        .or_else(|| {
+            record
+                .spf
+                .iter()
+                .find(|s| !s.domain.is_empty() && s.scope.as_deref() != Some("helo"))
+                .map(|s| s.domain.as_str())
+        })
+        .or(record.envelope_from.as_deref().filter(|e| !e.is_empty()))
+        .unwrap_or(record.header_from.as_str());
+    // An envelope address (`bounce@esp.example`) counts by its domain.
+    let domain = candidate.rsplit('@').next().unwrap_or(candidate);
+    organisational(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{DkimResult, SpfResult};
+    use std::borrow::Cow;
+
+    #[test]
+    fn organisational_domains_follow_the_psl() {
+        assert_eq!(organisational("mail.example.co.uk"), "example.co.uk");
+        assert_eq!(organisational("Bounce.MCSV.net."), "mcsv.net");
+        assert_eq!(organisational("a.b.c.example.com"), "example.com");
+        assert_eq!(organisational("council.gov.uk"), "council.gov.uk");
+        assert_eq!(organisational("x.s3.amazonaws.com"), "x.s3.amazonaws.com");
+        assert_eq!(organisational("co.uk"), "co.uk");
+        assert_eq!(organisational(""), "");
+    }
+
+    #[test]
+    fn relaxed_and_strict_alignment() {
+        use Mode::*;
+        assert!(aligned("mail.example.com", "example.com", Relaxed));
+        assert!(aligned("example.com", "news.example.com", Relaxed));
+        assert!(!aligned("mail.example.com", "example.com", Strict));
+        assert!(aligned("Example.COM", "example.com", Strict));
+        assert!(!aligned("example.net", "example.com", Relaxed));
+        // Two registrable domains under one public suffix are not aligned.
+        assert!(!aligned("a.github.io", "b.github.io", Relaxed));
+        assert!(aligned("shop.example.co.uk", "example.co.uk", Relaxed));
+        assert!(!aligned("example.co.uk", "other.co.uk", Relaxed));
+        assert!(!aligned("", "example.com", Relaxed));
+    }
+
+    fn record(dkim: &[(&str, &str)], spf: &[(&str, Option<&str>, &str)]) -> Record {
+        Record {
+            header_from: "example.com".into(),
+            dkim: dkim
+                .iter()
+                .map(|(d, r)| DkimResult {
+                    domain: (*d).into(),
+                    result: Cow::Owned((*r).into()),
+                    ..Default::default()
+                })
+                .collect(),
+            spf: spf
+                .iter()
+                .map(|(d, scope, r)| SpfResult {
+                    domain: (*d).into(),
+                    scope: scope.map(|s| Cow::Owned(s.into())),
+                    result: Cow::Owned((*r).into()),
+                    human_result: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn policy(adkim: &'static str, aspf: &'static str) -> PolicyPublished {
+        PolicyPublished {
+            adkim: Some(Cow::Borrowed(adkim)),
+            aspf: Some(Cow::Borrowed(aspf)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn forwarded_mail_keeps_dkim_loses_spf() {
+        let r = record(
+            &[("example.com", "pass")],
+            &[("forwarder.example.net", Some("mfrom"), "fail")],
+        );
+        let a = alignment(&r, &policy("r", "r"));
+        assert_eq!(
+            a,
+            Alignment {
+                dkim: true,
+                spf: false
+            }
+        );
+        assert!(a.dmarc());
+    }
+
+    #[test]
+    fn esp_signature_does_not_align_but_subdomain_bounce_does() {
+        let r = record(
+            &[("mcsv.net", "pass")],
+            &[("bounce.example.com", Some("mfrom"), "pass")],
+        );
+        assert_eq!(
+            alignment(&r, &policy("r", "r")),
+            Alignment {
+                dkim: false,
+                spf: true
+            }
+        );
+        assert_eq!(
+            alignment(&r, &policy("r", "s")),
+            Alignment {
+                dkim: false,
+                spf: false
+            }
+        );
+        assert_eq!(sender_org(&r), "mcsv.net");
+    }
+
+    #[test]
+    fn helo_results_and_failed_signatures_never_align() {
+        let r = record(
+            &[("example.com", "fail")],
+            &[("example.com", Some("helo"), "pass")],
+        );
+        assert_eq!(alignment(&r, &policy("r", "r")), Alignment::default());
+        // No policy tags at all: relaxed.
+        let r = record(&[("mail.example.com", "pass")], &[]);
+        assert!(alignment(&r, &PolicyPublished::default()).dkim);
+    }
+
+    #[test]
+    fn sender_org_falls_back_to_envelope_and_header() {
+        let mut r = record(&[], &[]);
+        r.envelope_from = Some("bounces@mail.esp.example.co.uk".into());
+        assert_eq!(sender_org(&r), "example.co.uk");
+        r.envelope_from = None;
+        assert_eq!(sender_org(&r), "example.com");
+    }
+}
