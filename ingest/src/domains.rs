@@ -12,14 +12,13 @@ use crate::report::{PolicyPublished, Record};
 /// `example.co.uk`. Lower-cased, a trailing dot dropped. A name the PSL knows no
 /// registrable part of (a bare public suffix, an IP literal, garbage) is returned as is.
 pub fn organisational(domain: &str) -> String {
-    let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-    if d.is_empty() {
-        return d;
+    let d = domain.trim().trim_end_matches('.');
+    // The parser lower-cases domains already: copy only when it must.
+    if d.bytes().any(|b| b.is_ascii_uppercase()) {
+        let lower = d.to_ascii_lowercase();
+        return psl::domain_str(&lower).map_or_else(|| lower.clone(), str::to_owned);
     }
-    match psl::domain_str(&d) {
-        Some(org) => org.to_owned(),
-        None => d,
-    }
+    psl::domain_str(d).unwrap_or(d).to_owned()
 }
 
 /// Identifier alignment mode (`adkim`, `aspf`): strict needs the same domain, relaxed
