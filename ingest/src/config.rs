@@ -352,7 +352,7 @@ impl Config {
 }
 
 /// Deserializes a number given as a TOML number or as a string (from the environment).
-fn number<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn number<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: std::str::FromStr + TryFrom<i64>,

@@ -113,7 +113,7 @@ pub struct ImapConfig {
     /// Server name or address; also the TLS server name (SNI and certificate check).
     pub host: String,
     /// Server port (993 for `tls`, 143 for `starttls`).
-    #[serde(deserialize_with = "number")]
+    #[serde(deserialize_with = "crate::config::number")]
     pub port: u16,
     /// `tls` (implicit), `starttls` or `none` (loopback hosts only).
     pub tls: TlsMode,
@@ -135,19 +135,19 @@ pub struct ImapConfig {
     /// Folder mail holding no valid report is moved to (created if missing).
     pub invalid_mailbox: String,
     /// Messages fetched per round.
-    #[serde(deserialize_with = "number")]
+    #[serde(deserialize_with = "crate::config::number")]
     pub fetch_batch: u32,
     /// Seconds an IDLE lasts before it is re-issued (at most 29 minutes).
-    #[serde(deserialize_with = "number")]
+    #[serde(deserialize_with = "crate::config::number")]
     pub idle_timeout_secs: u64,
     /// Seconds between NOOP polls when the server has no IDLE.
-    #[serde(deserialize_with = "number")]
+    #[serde(deserialize_with = "crate::config::number")]
     pub poll_interval_secs: u64,
     /// Seconds allowed for TCP connect, TLS, greeting and login together.
-    #[serde(deserialize_with = "number")]
+    #[serde(deserialize_with = "crate::config::number")]
     pub connect_timeout_secs: u64,
     /// Seconds allowed for each server response while a command runs.
-    #[serde(deserialize_with = "number")]
+    #[serde(deserialize_with = "crate::config::number")]
     pub command_timeout_secs: u64,
 }
 
@@ -315,30 +315,6 @@ fn same_folder(a: &str, b: &str) -> bool {
         a.eq_ignore_ascii_case(b)
     } else {
         a == b
-    }
-}
-
-/// Deserializes a number given as a TOML number or as a string (from the environment).
-fn number<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr + TryFrom<i64>,
-    T::Err: fmt::Display,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrString {
-        Number(i64),
-        String(String),
-    }
-    match NumberOrString::deserialize(d)? {
-        NumberOrString::Number(n) => {
-            T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is out of range")))
-        }
-        NumberOrString::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a number: {e}"))),
     }
 }
 
