@@ -23,6 +23,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== schema and shipped queries on the current ClickHouse engine (chdb-core)"
 deploy/dev/check-modern-engine.sh
+# The dashboards' panel SQL, Grafana macros expanded, after the migrations (one session).
+mkdir -p .state
+python3 deploy/dev/extract_dashboard_sql.py .state/dashboard-queries.sql
+deploy/dev/check-modern-engine.sh schema/*.sql .state/dashboard-queries.sql docs/queries.md
 
 echo "== tests (one build, every test of the workspace)"
 cargo test --workspace --all-targets --locked
