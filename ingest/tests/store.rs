@@ -234,3 +234,43 @@ fn clickhouse_stopped_mid_import_fails_cleanly_then_catches_up() {
     assert_eq!(totals(&db), sum(&expected));
     assert_no_partial_reports(&db, &expected);
 }
+
+#[test]
+fn a_staging_insert_repeated_after_a_lost_ack_is_published_once() {
+    use dmarc_ingest::report::ReportReader;
+    use dmarc_ingest::store::{self, Store};
+    let db = TestDb::fresh("restaged");
+    let path = common::repo_root().join("sample-reports/reporters/google.xml");
+    let xml = std::fs::read(&path).unwrap();
+    let mut reader = ReportReader::open(&xml[..], &Limits::default()).unwrap();
+    let mut records = Vec::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        records.push(r);
+    }
+    let header = reader.header().clone();
+    let (ingest_id, batch_id) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let shared = store::SharedReportFields::new(&header, ingest_id).unwrap();
+    let rows: Vec<_> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| store::stored_record(&shared, &header.policy, r, i as u32))
+        .collect();
+    let count = rows.len() as u64;
+    let staged = store::staged_report(&header, (count, 0), "test", ingest_id, batch_id).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let published = runtime.block_on(async {
+        let store = Store::connect(&db.config()).await.unwrap();
+        // Each insert twice: as if the first acknowledgement was lost and it was retried.
+        for _ in 0..2 {
+            store.insert_rows("records_staging", &rows).await.unwrap();
+            store
+                .insert_rows("reports_staging", std::slice::from_ref(&staged))
+                .await
+                .unwrap();
+        }
+        store.publish(batch_id).await.unwrap()
+    });
+    assert!(published.contains(&ingest_id));
+    assert_eq!(db.number("SELECT count() FROM {database}.records"), count);
+    assert_eq!(db.number("SELECT count() FROM {database}.reports"), 1);
+}

@@ -1,6 +1,8 @@
 -- Publishes the records of a batch's finished reports (those with a reports_staging row
 -- in batch {batch}) whose identity is not in records yet. Run by the store under the
 -- database-wide publish query_id, squashed into one block per partition.
+-- LIMIT 1 BY: a staging insert retried after its acknowledgement was lost may have
+-- staged a record twice; it is published once.
 INSERT INTO {database}.records
 SELECT *
 FROM {database}.records_staging
@@ -11,4 +13,5 @@ WHERE ingest_id IN (SELECT ingest_id FROM {database}.reports_staging WHERE batch
       FROM {database}.records
       WHERE (policy_domain, date_begin) IN
           (SELECT policy_domain, date_begin FROM {database}.reports_staging WHERE batch_id = {batch})
-  );
+  )
+LIMIT 1 BY ingest_id, record_index;

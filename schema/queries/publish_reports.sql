@@ -1,4 +1,5 @@
--- Publishes the reports rows of batch {batch} whose identity is not in reports yet.
+-- Publishes the reports rows of batch {batch} whose identity is not in reports yet
+-- (LIMIT 1 BY: once, even if a retried staging insert staged the row twice).
 INSERT INTO {database}.reports
 (
     policy_domain, date_begin, date_end, org_name, report_id, email, extra_contact_info,
@@ -21,4 +22,5 @@ WHERE batch_id = {batch}
       FROM {database}.reports
       WHERE (policy_domain, date_begin) IN
           (SELECT policy_domain, date_begin FROM {database}.reports_staging WHERE batch_id = {batch})
-  );
+  )
+LIMIT 1 BY ingest_id;
