@@ -178,6 +178,10 @@ pub struct ClickHouseConfig {
     /// Compress what is sent to and read from the server (`lz4`, or `none`, which is
     /// faster when ClickHouse is on the same host).
     pub compression: Compression,
+    /// A ClickHouse cluster (as named in the servers' `remote_servers`): the schema of
+    /// `schema/cluster/` (replicated, sharded, `ON CLUSTER`) instead of the single-server
+    /// one. Empty: one server.
+    pub cluster: String,
 }
 
 /// Transport compression between the importer and ClickHouse.
@@ -203,6 +207,7 @@ impl Default for ClickHouseConfig {
             retry_max_ms: DEFAULT_RETRY_MAX_MS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             compression: Compression::Lz4,
+            cluster: String::new(),
         }
     }
 }
@@ -309,6 +314,16 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "clickhouse.database {:?} must be letters, digits and _",
                 ch.database
+            )));
+        }
+        if !ch
+            .cluster
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "clickhouse.cluster {:?} must be letters, digits, _, - and .",
+                ch.cluster
             )));
         }
         for account in self.accounts() {

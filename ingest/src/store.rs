@@ -61,10 +61,45 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
 ];
 
+/// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
+/// sharded by report identity, `ON CLUSTER`; see `schema/cluster/README.md`.
+pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "001_reports_and_records",
+        include_str!("../../schema/cluster/001_reports_and_records.sql"),
+    ),
+    (
+        2,
+        "002_organisational_domains_and_alignment",
+        include_str!("../../schema/cluster/002_organisational_domains_and_alignment.sql"),
+    ),
+    (
+        3,
+        "003_rollups",
+        include_str!("../../schema/cluster/003_rollups.sql"),
+    ),
+];
+
 /// The store's queries (also run on the current engine by the CI check).
-const PUBLISH_RECORDS_SQL: &str = include_str!("../../schema/queries/publish_records.sql");
-const PUBLISH_REPORTS_SQL: &str = include_str!("../../schema/queries/publish_reports.sql");
-const PUBLISHED_IDS_SQL: &str = include_str!("../../schema/queries/published_ingest_ids.sql");
+struct Queries {
+    publish_records: &'static str,
+    publish_reports: &'static str,
+    published_ids: &'static str,
+}
+
+const SINGLE_SERVER_QUERIES: Queries = Queries {
+    publish_records: include_str!("../../schema/queries/publish_records.sql"),
+    publish_reports: include_str!("../../schema/queries/publish_reports.sql"),
+    published_ids: include_str!("../../schema/queries/published_ingest_ids.sql"),
+};
+
+const CLUSTER_QUERIES: Queries = Queries {
+    publish_records: include_str!("../../schema/cluster/queries/publish_records.sql"),
+    publish_reports: include_str!("../../schema/cluster/queries/publish_reports.sql"),
+    published_ids: include_str!("../../schema/cluster/queries/published_ingest_ids.sql"),
+};
+
 const STALE_STAGING_SQL: &str = include_str!("../../schema/queries/stale_staging_partitions.sql");
 
 /// A report's identity after normalisation: the same report delivered twice (or from two
@@ -595,11 +630,30 @@ impl Store {
         }
     }
 
+    /// The migrations of this deployment: single server or cluster.
+    fn migrations(&self) -> &'static [(u32, &'static str, &'static str)] {
+        if self.config.cluster.is_empty() {
+            MIGRATIONS
+        } else {
+            CLUSTER_MIGRATIONS
+        }
+    }
+
+    fn queries(&self) -> &'static Queries {
+        if self.config.cluster.is_empty() {
+            &SINGLE_SERVER_QUERIES
+        } else {
+            &CLUSTER_QUERIES
+        }
+    }
+
     /// Adapts a migration statement to the server: on ClickHouse before 19.0 (Debian 12's
     /// 18.16), `LowCardinality` is experimental and makes inserts three times slower, so
     /// it becomes plain `String` there (see `schema/README.md`).
     fn adapt_ddl(&self, statement: &str) -> String {
-        let statement = statement.replace("{database}", &self.config.database);
+        let statement = statement
+            .replace("{database}", &self.config.database)
+            .replace("{cluster}", &self.config.cluster);
         if self.server_major < 19 {
             statement.replace("LowCardinality(String)", "String")
         } else {
@@ -633,7 +687,7 @@ impl Store {
             })
             .await?;
         let mut applied = Vec::new();
-        for (version, name, sql) in MIGRATIONS {
+        for (version, name, sql) in self.migrations() {
             if done.contains(version) {
                 continue;
             }
@@ -667,7 +721,7 @@ impl Store {
                     .fetch_all::<u32>()
             })
             .await?;
-        match MIGRATIONS.iter().find(|(v, _, _)| !done.contains(v)) {
+        match self.migrations().iter().find(|(v, _, _)| !done.contains(v)) {
             None => Ok(()),
             Some((_, name, _)) => Err(StoreError::Schema(format!(
                 "migration {name} is not applied to database {db} (run `dmarc-ingest schema apply`)"
@@ -704,23 +758,30 @@ impl Store {
     pub async fn publish(&self, batch_id: Uuid) -> Result<HashSet<Uuid>, StoreError> {
         let started = std::time::Instant::now();
         let lock = format!("dmarc-ingest-publish-{}", self.config.database);
+        let queries = self.queries();
+        let cluster = !self.config.cluster.is_empty();
         for (what, template) in [
-            ("publish records", PUBLISH_RECORDS_SQL),
-            ("publish reports", PUBLISH_REPORTS_SQL),
+            ("publish records", queries.publish_records),
+            ("publish reports", queries.publish_reports),
         ] {
             let sql = self.render(template, batch_id);
             self.retry(what, || {
-                self.client
+                let mut query = self
+                    .client
                     .query(&sql)
                     .with_setting("query_id", lock.as_str())
                     // One block per partition: a report's rows land in one part.
                     .with_setting("min_insert_block_size_rows", "1099511627776")
-                    .with_setting("min_insert_block_size_bytes", "1099511627776")
-                    .execute()
+                    .with_setting("min_insert_block_size_bytes", "1099511627776");
+                if cluster {
+                    // The Distributed insert has reached every shard when it returns.
+                    query = query.with_setting("insert_distributed_sync", "1");
+                }
+                query.execute()
             })
             .await?;
         }
-        let sql = self.render(PUBLISHED_IDS_SQL, batch_id);
+        let sql = self.render(queries.published_ids, batch_id);
         let published: Vec<UuidRow> = self
             .retry("read published reports", || {
                 self.client.query(&sql).fetch_all::<UuidRow>()
@@ -740,11 +801,17 @@ impl Store {
         split_statements(template)
             .concat()
             .replace("{database}", &self.config.database)
+            .replace("{cluster}", &self.config.cluster)
             .replace("{batch}", &format!("toUUID('{batch_id}')"))
     }
 
     /// Drops staging partitions older than two days: what was left by crashed runs.
+    /// (Single server only: in a cluster the `_local` staging tables are maintained as
+    /// `schema/cluster/README.md` says.)
     pub async fn drop_stale_staging(&self) -> Result<usize, StoreError> {
+        if !self.config.cluster.is_empty() {
+            return Ok(0);
+        }
         let db = &self.config.database;
         let sql = self.render(STALE_STAGING_SQL, Uuid::nil());
         let stale: Vec<PartitionRow> = self
@@ -1055,16 +1122,30 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order() {
-        for (i, (version, name, sql)) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(*version as usize, i + 1);
-            assert!(name.starts_with(&format!("{version:03}_")));
-            assert!(!split_statements(sql).is_empty());
+        for set in [MIGRATIONS, CLUSTER_MIGRATIONS] {
+            for (i, (version, name, sql)) in set.iter().enumerate() {
+                assert_eq!(*version as usize, i + 1);
+                assert!(name.starts_with(&format!("{version:03}_")));
+                assert!(!split_statements(sql).is_empty());
+            }
+        }
+        // The cluster variant mirrors the single-server one, migration for migration.
+        let names = |set: &'static [(u32, &'static str, &'static str)]| {
+            set.iter().map(|m| m.1).collect::<Vec<_>>()
+        };
+        assert_eq!(names(MIGRATIONS), names(CLUSTER_MIGRATIONS));
+        for (_, _, sql) in CLUSTER_MIGRATIONS {
+            for statement in split_statements(sql) {
+                if statement.starts_with("CREATE") || statement.starts_with("ALTER") {
+                    assert!(statement.contains("ON CLUSTER '{cluster}'"), "{statement}");
+                }
+            }
         }
     }
 
     #[test]
     fn publish_reports_lists_every_reports_column() {
-        let sql = split_statements(PUBLISH_REPORTS_SQL).concat();
+        let sql = split_statements(SINGLE_SERVER_QUERIES.publish_reports).concat();
         let lists: Vec<Vec<&str>> = [
             &sql[sql.find('(').unwrap() + 1..sql.find(')').unwrap()],
             &sql[sql.find("SELECT").unwrap() + 6..sql.find("FROM").unwrap()],
