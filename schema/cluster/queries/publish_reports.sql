@@ -1,0 +1,27 @@
+-- Cluster twin of schema/queries/publish_reports.sql. Publishes the reports rows of batch
+-- {batch} whose identity is not in reports yet (same settings and GLOBAL subqueries as
+-- publish_records.sql; LIMIT 1 BY for a reports_staging row staged twice).
+INSERT INTO {database}.reports
+(
+    policy_domain, date_begin, date_end, org_name, report_id, email, extra_contact_info,
+    version, generator, report_errors, published_adkim, published_aspf, published_p,
+    published_sp, published_np, published_pct, published_fo, published_testing,
+    published_discovery_method, report_extensions, problems, record_count, message_count,
+    source, ingest_id, ingested_at, parser_version
+)
+SELECT
+    policy_domain, date_begin, date_end, org_name, report_id, email, extra_contact_info,
+    version, generator, report_errors, published_adkim, published_aspf, published_p,
+    published_sp, published_np, published_pct, published_fo, published_testing,
+    published_discovery_method, report_extensions, problems, record_count, message_count,
+    source, ingest_id, ingested_at, parser_version
+FROM {database}.reports_staging
+WHERE batch_id = {batch}
+  AND (policy_domain, date_begin, org_name, report_id) GLOBAL NOT IN
+  (
+      SELECT policy_domain, date_begin, org_name, report_id
+      FROM {database}.reports
+      WHERE (policy_domain, date_begin) GLOBAL IN
+          (SELECT policy_domain, date_begin FROM {database}.reports_staging WHERE batch_id = {batch})
+  )
+LIMIT 1 BY ingest_id;
