@@ -499,6 +499,30 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_are_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        for file in [
+            "../deploy/dmarc-ingest.example.toml",
+            "../deploy/compose/config.toml",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let text: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(|l| match l.trim_start().starts_with("password_file") {
+                    true => format!("password_file = {:?}\n", secret),
+                    false => format!("{l}\n"),
+                })
+                .collect();
+            let c = Config::from_parts(&text, &path, &env(&[]))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(c.imap.password, "s3cret", "{file}");
+        }
+    }
+
+    #[test]
     fn too_small_limits_are_refused() {
         let err = Config::from_parts("[limits]\nmax_xml_depth = 2\n", Path::new("x"), &env(&[]))
             .unwrap_err();
