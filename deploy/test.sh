@@ -27,6 +27,8 @@ deploy/dev/check-modern-engine.sh
 mkdir -p .state
 python3 deploy/dev/extract_dashboard_sql.py .state/dashboard-queries.sql
 deploy/dev/check-modern-engine.sh schema/*.sql .state/dashboard-queries.sql docs/queries.md
+echo "== cluster schema (schema/cluster/) on the current engine"
+deploy/dev/check-cluster-ddl.sh
 
 echo "== tests (one build, every test of the workspace)"
 cargo test --workspace --all-targets --locked
