@@ -39,12 +39,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_modern_engine import Statement, split_sql  # noqa: E402 (after the path)
+from check_modern_engine import PLACEHOLDERS, Statement, split_sql  # noqa: E402 (after the path)
 
 DATABASE = "dmarc"
 SINGLE_DATABASE = "single"  # where phase 4 applies schema/*.sql to compare with
 CLUSTER = "c"
-NIL_BATCH = "toUUID('00000000-0000-0000-0000-000000000000')"
 REPORT_KEY = "cityHash64(policy_domain, toUInt32(date_begin), org_name, report_id)"
 # Tables whose rows must stay with their report on one shard.
 REPORT_TABLES = {"records", "reports", "records_staging", "reports_staging"}
@@ -79,7 +78,10 @@ def statements(path: Path) -> list[Statement]:
 
 
 def substitute(sql: str, database: str = DATABASE) -> str:
-    return sql.replace("{database}", database).replace("{cluster}", CLUSTER).replace("{batch}", NIL_BATCH)
+    sql = sql.replace("{database}", database).replace("{cluster}", CLUSTER)
+    for name, value in PLACEHOLDERS.items():
+        sql = sql.replace(name, value)
+    return sql
 
 
 def strip_comments(sql: str) -> str:

@@ -116,8 +116,22 @@ def markdown_sql(text: str) -> list[Statement]:
     return out
 
 
-# The store's queries name their publish batch as `{batch}`.
-NIL_BATCH = "toUUID('00000000-0000-0000-0000-000000000000')"
+# The store's queries name their publish batch as `{batch}`, and the daemon's attempt
+# lookups their mailbox and UIDs; these stand-ins make them runnable.
+PLACEHOLDERS = {
+    "{batch}": "toUUID('00000000-0000-0000-0000-000000000000')",
+    "{mailbox}": "'reports@127.0.0.1/INBOX'",
+    "{uid_validity}": "1",
+    "{uid_min}": "1",
+    "{uid_max}": "100",
+}
+
+
+def fill(sql: str, database: str) -> str:
+    sql = sql.replace("{database}", database)
+    for name, value in PLACEHOLDERS.items():
+        sql = sql.replace(name, value)
+    return sql
 
 
 def default_files(repo: Path) -> list[Path]:
@@ -166,7 +180,7 @@ def main() -> int:
                 return 1
             stmts = markdown_sql(text) if path.suffix.lower() in (".md", ".markdown") else split_sql(text)
             for st in stmts:
-                sql = st.sql.replace("{database}", args.database).replace("{batch}", NIL_BATCH)
+                sql = fill(st.sql, args.database)
                 if args.verbose:
                     print(f"-- {path}:{st.line}\n{sql};")
                 try:

@@ -4,10 +4,16 @@
 //! The container is decided by content (magic bytes) first and by name only where the
 //! content says nothing: reporters label gzip as `application/octet-stream`, name zip
 //! files `.xml`, or send no name at all. A zip yields every entry that holds XML or gzip
-//! (not just the first). What is read past [`Limits::max_decompressed_bytes`] (summed over
-//! all entries), or past `max_token_bytes` without a `<` or `>`, or past
-//! `max_zip_entries`, fails with [`AttachmentError::LimitExceeded`] as soon as it is read:
-//! a bomb costs at most the cap in CPU and a fixed buffer in memory.
+//! (not just the first), in every compression method the `zip` crate decodes here
+//! (stored, deflate, deflate64, bzip2, zstd, LZMA, XZ); any other method is refused with
+//! its name. What is read past the caller's [`DecompressionBudget`] (one per file or per
+//! mail, [`Limits::max_decompressed_bytes`], summed over every attachment and entry), or
+//! past `max_zip_entries`, fails with [`AttachmentError::LimitExceeded`] as soon as it is
+//! read: a bomb costs at most the cap in CPU and a fixed buffer in memory. (One XML token
+//! is capped where the XML is read, by [`crate::report::TokenGuard`].)
+//!
+//! Every error here is about the content and permanent, except [`AttachmentError::Io`]:
+//! reading the raw input (a local file) failed.
 
 use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read, Seek};
@@ -16,6 +22,7 @@ use std::rc::Rc;
 use flate2::read::MultiGzDecoder;
 
 use crate::config::Limits;
+use crate::failure::FailureKind;
 
 /// The kinds of container the pipeline reads, as told by content (and name as a hint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,14 +53,23 @@ pub enum AttachmentError {
     },
     #[error("not a report container ({0})")]
     Unrecognised(String),
+    #[error("unsupported {0}")]
+    Unsupported(String),
     #[error("read failed: {0}")]
     Io(#[source] std::sync::Arc<io::Error>),
 }
 
 impl AttachmentError {
-    /// Only I/O on a local file could go away by retrying; bad content never does.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, AttachmentError::Io(_))
+    /// The failure's class (which decides whether it is retried).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            AttachmentError::LimitExceeded { .. } => FailureKind::LimitExceeded,
+            AttachmentError::Corrupt { .. } | AttachmentError::Unrecognised(_) => {
+                FailureKind::BadContainer
+            }
+            AttachmentError::Unsupported(_) => FailureKind::Unsupported,
+            AttachmentError::Io(_) => FailureKind::Io,
+        }
     }
 }
 
@@ -105,21 +121,33 @@ fn looks_like_header_block(b: &[u8]) -> bool {
     }
 }
 
-/// A shared decompressed-bytes budget: every stream from one attachment draws on it.
-#[derive(Clone)]
-struct Budget {
+/// The decompressed bytes one input unit (a file, or a mail with all its attachments)
+/// may yield; every stream drawn from that unit counts against it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DecompressionBudget {
     left: Rc<Cell<u64>>,
     limit: u64,
 }
 
-/// Counts what flows through and fails once the budget or the token cap is exceeded.
+impl DecompressionBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        DecompressionBudget {
+            left: Rc::new(Cell::new(limit)),
+            limit,
+        }
+    }
+
+    /// Bytes not used yet.
+    pub fn left(&self) -> u64 {
+        self.left.get()
+    }
+}
+
+/// Counts what flows through and fails once the budget is spent.
 struct Capped<R> {
     inner: R,
-    budget: Budget,
-    /// Bytes since the last `<` or `>`: a text node or tag this long is refused before
-    /// the XML reader buffers it.
-    run: usize,
-    max_token: usize,
+    budget: DecompressionBudget,
     /// The layer that decompresses, to name it when its data is corrupt.
     container: &'static str,
 }
@@ -138,22 +166,14 @@ impl<R: Read> Read for Capped<R> {
             }));
         }
         self.budget.left.set(left - n as u64);
-        let chunk = &buf[..n];
-        match memchr::memrchr2(b'<', b'>', chunk) {
-            Some(last) => self.run = n - last - 1,
-            None => self.run += n,
-        }
-        if self.run > self.max_token {
-            return Err(io::Error::other(AttachmentError::LimitExceeded {
-                what: "an XML token (text or tag)",
-                limit: self.max_token as u64,
-            }));
-        }
         Ok(n)
     }
 }
 
 /// Turns an I/O error raised by [`Capped`] or a decoder back into the error it carries.
+/// `container` names the layer that read: `"input"` and `"xml"` read the raw input (a
+/// local file may fail for real: [`AttachmentError::Io`]); any other layer is a decoder,
+/// whose errors (bad data, an unsupported variant) are about the content.
 pub fn classify_io(e: io::Error, container: &'static str) -> AttachmentError {
     if let Some(carried) = e
         .get_ref()
@@ -170,7 +190,11 @@ pub fn classify_io(e: io::Error, container: &'static str) -> AttachmentError {
             container,
             reason: e.to_string(),
         },
-        _ => AttachmentError::Io(std::sync::Arc::new(e)),
+        _ if matches!(container, "input" | "xml") => AttachmentError::Io(std::sync::Arc::new(e)),
+        _ => AttachmentError::Corrupt {
+            container,
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -188,13 +212,15 @@ pub struct XmlStream<'a> {
 }
 
 /// Reads the reports of one attachment or file: calls `each` once per XML stream inside
-/// (`Xml` itself, a gzip's content, every XML or gzip entry of a zip). Returns the number
-/// of streams found; an attachment with none is `Unrecognised`. `each` returns `E`; the
-/// attachment's own failures become `E` through `From<AttachmentError>`.
+/// (`Xml` itself, a gzip's content, every XML or gzip entry of a zip), every stream
+/// drawing on `budget`. Returns the number of streams found; an attachment with none is
+/// `Unrecognised`. `each` returns `E`; the attachment's own failures become `E` through
+/// `From<AttachmentError>`.
 pub fn for_each_xml<R, E, F>(
     mut input: R,
     name: Option<&str>,
     limits: &Limits,
+    budget: &DecompressionBudget,
     mut each: F,
 ) -> Result<usize, E>
 where
@@ -207,21 +233,17 @@ where
     input
         .seek(io::SeekFrom::Start(0))
         .map_err(|e| E::from(classify_io(e, "input")))?;
-    let budget = Budget {
-        left: Rc::new(Cell::new(limits.max_decompressed_bytes)),
-        limit: limits.max_decompressed_bytes,
-    };
     match sniff(&head[..n], name) {
         Container::Xml => {
-            feed(input, None, "xml", &budget, limits, &mut each)?;
+            feed(input, None, "xml", budget, &mut each)?;
             Ok(1)
         }
         Container::Gzip => {
             let gz = MultiGzDecoder::new(BufReader::with_capacity(STREAM_BUFFER, input));
-            feed(gz, None, "gzip", &budget, limits, &mut each)?;
+            feed(gz, None, "gzip", budget, &mut each)?;
             Ok(1)
         }
-        Container::Zip => for_each_zip_entry(input, &budget, limits, each),
+        Container::Zip => for_each_zip_entry(input, budget, limits, each),
         Container::Unknown if n == 0 => Err(AttachmentError::Unrecognised("empty".into()).into()),
         other => Err(AttachmentError::Unrecognised(describe(other, &head[..n])).into()),
     }
@@ -259,8 +281,7 @@ fn feed<R, E, F>(
     inner: R,
     entry: Option<String>,
     container: &'static str,
-    budget: &Budget,
-    limits: &Limits,
+    budget: &DecompressionBudget,
     each: &mut F,
 ) -> Result<(), E>
 where
@@ -272,8 +293,6 @@ where
         Capped {
             inner,
             budget: budget.clone(),
-            run: 0,
-            max_token: limits.max_token_bytes,
             container,
         },
     );
@@ -286,7 +305,7 @@ where
 
 fn for_each_zip_entry<R, E, F>(
     input: R,
-    budget: &Budget,
+    budget: &DecompressionBudget,
     limits: &Limits,
     mut each: F,
 ) -> Result<usize, E>
@@ -314,25 +333,19 @@ where
             continue;
         }
         let entry_name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        check_zip_method(&entry_name, entry.compression()).map_err(E::from)?;
         let mut head = [0u8; 512];
         let n = read_head(&mut entry, &mut head).map_err(|e| E::from(classify_io(e, "zip")))?;
         let chained = io::Cursor::new(head[..n].to_vec()).chain(entry);
         match sniff(&head[..n], Some(&entry_name)) {
             Container::Xml => {
                 found += 1;
-                feed(chained, Some(entry_name), "zip", budget, limits, &mut each)?;
+                feed(chained, Some(entry_name), "zip", budget, &mut each)?;
             }
             Container::Gzip => {
                 found += 1;
                 let gz = MultiGzDecoder::new(BufReader::new(chained));
-                feed(
-                    gz,
-                    Some(entry_name),
-                    "gzip in zip",
-                    budget,
-                    limits,
-                    &mut each,
-                )?;
+                feed(gz, Some(entry_name), "gzip in zip", budget, &mut each)?;
             }
             // Readme files, signatures and the like sit beside reports in some archives.
             _ => {}
@@ -342,4 +355,16 @@ where
         return Err(AttachmentError::Unrecognised("zip archive holds no XML entry".into()).into());
     }
     Ok(found)
+}
+
+/// Refuses a zip entry whose compression method is not decoded here, by name.
+fn check_zip_method(entry: &str, method: zip::CompressionMethod) -> Result<(), AttachmentError> {
+    use zip::CompressionMethod as M;
+    #[allow(deprecated)]
+    match method {
+        M::Stored | M::Deflated | M::Deflate64 | M::Bzip2 | M::Zstd | M::Lzma | M::Xz => Ok(()),
+        other => Err(AttachmentError::Unsupported(format!(
+            "zip entry {entry:?}: compression method {other} is not supported (stored, deflate, deflate64, bzip2, zstd, LZMA and XZ are)"
+        ))),
+    }
 }

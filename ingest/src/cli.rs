@@ -337,7 +337,7 @@ impl<W: Write> PrintRows<W> {
             self.closed = true;
             InputError::Sink {
                 message: format!("cannot write output: {e}"),
-                transient: false,
+                kind: crate::failure::FailureKind::Output,
             }
         })
     }
@@ -352,7 +352,7 @@ impl<W: Write> PrintRows<W> {
             let row = rows::record_row(source, reader.header(), &record);
             self.rows.write(&row).map_err(|e| InputError::Sink {
                 message: format!("cannot format row: {e}"),
-                transient: false,
+                kind: crate::failure::FailureKind::Output,
             })?;
             if self.rows.get_mut().len() >= REPORT_BUFFER {
                 self.drain()?;
@@ -387,7 +387,10 @@ impl<W: Write> ReportSink for PrintRows<W> {
 
     fn failure(&mut self, source: &str, error: &InputError) -> Flow {
         self.failures += 1;
-        eprintln!("error: {source}: {error}");
+        eprintln!(
+            "error: {source}: {}",
+            crate::failure::truncate_reason(&error.to_string())
+        );
         if self.closed {
             Flow::Stop
         } else {

@@ -35,10 +35,17 @@ pub const DEFAULT_MAX_XML_DEPTH: usize = 64;
 pub const DEFAULT_MAX_RECORDS_PER_REPORT: u64 = 5_000_000;
 /// Default cap on report attachments taken from one message.
 pub const DEFAULT_MAX_ATTACHMENTS_PER_MESSAGE: usize = 32;
-/// Default cap on the size of one raw message (mail or mbox entry).
+/// Default cap on the size of one raw message (mail or mbox entry); also on the decoded
+/// bytes of its MIME parts held at once.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 << 20;
+/// Default cap on the MIME parts of one message, forwarded messages inside it included.
+/// Report mails have two to five.
+pub const DEFAULT_MAX_MIME_PARTS: usize = 1_000;
 /// Default cap on one XML token (a text node, a tag, an `<extension>` kept as text).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 1 << 20;
+/// Default cap on what one record keeps (its values, extensions and result lists), and on
+/// a report's own error lines and extensions together. Real records keep about 1 KiB.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 4 << 20;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -94,7 +101,8 @@ impl Config {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Decompressed XML bytes allowed from one file or attachment (zip entries summed).
+    /// Decompressed XML bytes allowed from one file, or from one message with all its
+    /// attachments (zip entries and forwarded messages summed).
     #[serde(deserialize_with = "number")]
     pub max_decompressed_bytes: u64,
     /// Entries allowed in one zip archive.
@@ -109,12 +117,20 @@ pub struct Limits {
     /// Report attachments taken from one message; more is an error.
     #[serde(deserialize_with = "number")]
     pub max_attachments_per_message: usize,
-    /// Size of one raw message (an `.eml`, one mbox entry, one IMAP message).
+    /// Size of one raw message (an `.eml`, one mbox entry, one IMAP message), and of the
+    /// decoded MIME parts of one message together.
     #[serde(deserialize_with = "number")]
     pub max_message_bytes: u64,
-    /// Size of one XML token: a text value, a tag, a kept `<extension>`.
+    /// MIME parts of one message, forwarded `message/rfc822` parts included.
+    #[serde(deserialize_with = "number")]
+    pub max_mime_parts: usize,
+    /// Size of one XML token: a text value, a tag, a comment, a kept `<extension>`.
     #[serde(deserialize_with = "number")]
     pub max_token_bytes: usize,
+    /// What one record keeps in memory (values, extensions, DKIM/SPF results), and what a
+    /// report keeps of its own `<error>` lines and extensions.
+    #[serde(deserialize_with = "number")]
+    pub max_record_bytes: u64,
 }
 
 impl Default for Limits {
@@ -126,7 +142,9 @@ impl Default for Limits {
             max_records_per_report: DEFAULT_MAX_RECORDS_PER_REPORT,
             max_attachments_per_message: DEFAULT_MAX_ATTACHMENTS_PER_MESSAGE,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_mime_parts: DEFAULT_MAX_MIME_PARTS,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -355,7 +373,9 @@ impl Config {
                 l.max_attachments_per_message == 0,
             ),
             ("max_message_bytes", l.max_message_bytes < 1024),
+            ("max_mime_parts", l.max_mime_parts == 0),
             ("max_token_bytes", l.max_token_bytes < 1024),
+            ("max_record_bytes", l.max_record_bytes < 4096),
         ];
         if let Some((name, _)) = zero.iter().find(|(_, bad)| *bad) {
             return Err(ConfigError::Invalid(format!(

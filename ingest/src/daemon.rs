@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{Config, Limits};
+use crate::failure::Retry;
 use crate::input::{self, InputError};
 use crate::mailbox::{FetchedMessage, IdleOutcome, ImapConfig, Mailbox, MailboxError};
 use crate::message::MessageError;
@@ -434,7 +435,9 @@ async fn write_batch(
                 });
                 input::ReportSink::failure(&mut feeder, &source, &e);
             } else {
-                input::read_message(&message.raw, &source, &limits, &mut feeder);
+                feeder.guarded(&source, |feeder| {
+                    input::read_message(&message.raw, &source, &limits, feeder)
+                });
             }
             if feeder.stopped.is_some() {
                 break;
@@ -496,19 +499,17 @@ fn decide(
                 source,
                 reason,
                 kind,
-                transient,
             } => {
                 let s = seen.entry(tag).or_default();
-                if transient {
-                    s.transient = true;
-                    continue;
+                match kind.retry() {
+                    Retry::Later => {
+                        s.transient = true;
+                        continue;
+                    }
+                    Retry::Alone => s.refused = true,
+                    Retry::Never => s.failed = true,
                 }
-                if kind == "store_rejected" {
-                    s.refused = true;
-                } else {
-                    s.failed = true;
-                }
-                metrics.failure(kind);
+                metrics.failure(kind.as_str());
                 verdict.errors.push(format!("{source}: {reason}"));
             }
         }
@@ -557,14 +558,14 @@ pub fn any_failed(summary: &RunSummary, metrics: &Metrics) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::FailureKind;
 
-    fn failed(tag: u32, kind: &'static str, transient: bool) -> Event<u32> {
+    fn failed(tag: u32, kind: FailureKind) -> Event<u32> {
         Event::Failed {
             tag,
             source: format!("m{tag}"),
             reason: format!("reason of {tag}"),
             kind,
-            transient,
         }
     }
 
@@ -577,11 +578,11 @@ mod tests {
                 records: 5,
                 messages: 9,
             },
-            failed(1, "limit_exceeded", false),
+            failed(1, FailureKind::LimitExceeded),
             Event::Duplicate { tag: 2 },
-            failed(3, "no_report", false),
-            failed(4, "store_rejected", false),
-            failed(5, "io", true),
+            failed(3, FailureKind::NoReport),
+            failed(4, FailureKind::StoreRejected),
+            failed(5, FailureKind::Io),
         ];
         let v = decide(&[1, 2, 3, 4, 5, 6], events, None, &metrics);
         assert_eq!(v.archive, [1, 2]);
@@ -595,7 +596,7 @@ mod tests {
     #[test]
     fn nothing_moves_when_the_store_is_down() {
         let metrics = Metrics::default();
-        let events = vec![failed(1, "store_unreachable", true)];
+        let events = vec![failed(1, FailureKind::StoreUnreachable)];
         let v = decide(&[1, 2], events, Some("down".into()), &metrics);
         assert!(v.archive.is_empty() && v.invalid.is_empty() && v.refused.is_empty());
         assert_eq!(v.store_down.as_deref(), Some("down"));

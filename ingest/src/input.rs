@@ -11,8 +11,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use crate::attachment::{self, AttachmentError, Container, XmlStream};
+use crate::attachment::{self, AttachmentError, Container, DecompressionBudget, XmlStream};
 use crate::config::Limits;
+use crate::failure::FailureKind;
 use crate::message::{self, MessageError};
 use crate::report::{ReportError, ReportReader};
 
@@ -27,44 +28,21 @@ pub enum InputError {
     Message(#[from] MessageError),
     #[error("cannot read: {0}")]
     Io(#[from] std::io::Error),
-    /// The sink (output, database) failed; `transient` when a retry may succeed.
+    /// The sink (output, database) failed, for the reason `kind`.
     #[error("{message}")]
-    Sink { message: String, transient: bool },
+    Sink { message: String, kind: FailureKind },
 }
 
 impl InputError {
-    /// Whether retrying the same input later may succeed (a database that was down);
-    /// everything about the content itself is permanent.
-    pub fn is_transient(&self) -> bool {
+    /// The failure's class: what happens to the input next, and its name in metrics and
+    /// the failures table (see [`FailureKind`]).
+    pub fn kind(&self) -> FailureKind {
         match self {
-            InputError::Attachment(e) => e.is_transient(),
-            InputError::Report(e) => e.is_transient(),
-            InputError::Message(e) => e.is_transient(),
-            InputError::Io(_) => true,
-            InputError::Sink { transient, .. } => *transient,
-        }
-    }
-
-    /// A short machine-readable reason class, for metrics and the failures table.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            InputError::Attachment(AttachmentError::LimitExceeded { .. })
-            | InputError::Report(ReportError::LimitExceeded { .. })
-            | InputError::Report(ReportError::Attachment(AttachmentError::LimitExceeded {
-                ..
-            }))
-            | InputError::Message(MessageError::TooLarge { .. })
-            | InputError::Message(MessageError::TooManyAttachments { .. }) => "limit_exceeded",
-            InputError::Attachment(_) | InputError::Report(ReportError::Attachment(_)) => {
-                "bad_container"
-            }
-            InputError::Report(ReportError::NotDmarc(_) | ReportError::Empty) => "not_dmarc",
-            InputError::Report(ReportError::Doctype) => "doctype",
-            InputError::Report(_) => "bad_report",
-            InputError::Message(MessageError::NoReport(_)) => "no_report",
-            InputError::Message(_) => "bad_message",
-            InputError::Io(_) => "io",
-            InputError::Sink { .. } => "sink",
+            InputError::Attachment(e) => e.kind(),
+            InputError::Report(e) => e.kind(),
+            InputError::Message(e) => e.kind(),
+            InputError::Io(_) => FailureKind::Io,
+            InputError::Sink { kind, .. } => *kind,
         }
     }
 }
@@ -188,7 +166,15 @@ fn read_file(
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     match attachment::sniff(&head[..n], name.as_deref()) {
         Container::Xml | Container::Gzip | Container::Zip => {
-            Ok(read_container(file, name.as_deref(), shown, limits, sink))
+            let budget = DecompressionBudget::new(limits.max_decompressed_bytes);
+            Ok(read_container(
+                file,
+                name.as_deref(),
+                shown,
+                limits,
+                &budget,
+                sink,
+            ))
         }
         Container::Message => {
             let mut raw = Vec::new();
@@ -231,32 +217,36 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Reads every report of one raw message (a mail from IMAP, an `.eml`, an mbox entry).
 /// A message with no report, or whose every report failed, has its failures passed to
-/// the sink; returns the sink's decision.
+/// the sink; returns the sink's decision. All the message's attachments share one
+/// decompression budget.
 pub fn read_message(raw: &[u8], source: &str, limits: &Limits, sink: &mut dyn ReportSink) -> Flow {
     let attachments = match message::report_attachments(raw, limits) {
         Ok(a) => a,
         Err(e) => return sink.failure(source, &e.into()),
     };
+    let budget = DecompressionBudget::new(limits.max_decompressed_bytes);
     for a in attachments {
         let source = format!("{source}: {}", a.label());
         let input = std::io::Cursor::new(a.data);
-        if read_container(input, a.name.as_deref(), &source, limits, sink) == Flow::Stop {
+        if read_container(input, a.name.as_deref(), &source, limits, &budget, sink) == Flow::Stop {
             return Flow::Stop;
         }
     }
     Flow::Continue
 }
 
-/// Reads every report of one container (XML, gzip, zip) and hands each to the sink.
+/// Reads every report of one container (XML, gzip, zip) and hands each to the sink;
+/// what is decompressed draws on `budget`.
 pub fn read_container<R: Read + Seek>(
     input: R,
     name: Option<&str>,
     source: &str,
     limits: &Limits,
+    budget: &DecompressionBudget,
     sink: &mut dyn ReportSink,
 ) -> Flow {
     let mut flow = Flow::Continue;
-    let walked = attachment::for_each_xml(input, name, limits, |stream: XmlStream<'_>| {
+    let walked = attachment::for_each_xml(input, name, limits, budget, |stream: XmlStream<'_>| {
         let source = match &stream.entry {
             Some(entry) => format!("{source}: {entry}"),
             None => source.to_owned(),
@@ -266,7 +256,7 @@ pub fn read_container<R: Read + Seek>(
             // Stop walking the container; not an error of the container.
             return Err(InputError::Sink {
                 message: "stopped".into(),
-                transient: true,
+                kind: FailureKind::Output,
             });
         }
         Ok(())

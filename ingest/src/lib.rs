@@ -13,6 +13,8 @@
 //! - [`store`]: rows -> ClickHouse: migrations, staged batches, exactly-once publish.
 //! - [`pipeline`]: wires input -> report -> store (`import`), tagging every outcome.
 //! - [`daemon`]: IMAP mailboxes -> pipeline -> store, then mail moved to Archive/Invalid.
+//! - [`failure`]: every way an input or batch fails -> one [`failure::FailureKind`], which
+//!   alone decides retry or quarantine.
 //! - [`metrics`]: the daemon's counters as Prometheus text, and `/healthz`.
 //! - [`cli`]: the `dmarc-ingest` command line.
 //!
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod domains;
+pub mod failure;
 pub mod input;
 pub mod mailbox;
 pub mod message;

@@ -4,13 +4,23 @@
 //! `application/octet-stream`, `application/x-zip-compressed`, a bogus `ContentType:` header,
 //! names split by RFC 2231, no name at all, the XML inline in a `text/plain` body, several
 //! reports in one mail. So every leaf part is decoded and judged by its content
-//! ([`attachment::sniff`]); names and labels only break ties. Also here: splitting mbox
-//! files into messages.
+//! ([`attachment::sniff`]); names and labels only break ties. Only plausible parts are
+//! taken: gzip or zip by their magic bytes, XML that opens a `<feedback>` element (or is
+//! named `.xml` and is not HTML); an HTML or text body beside the report (Google, Yahoo,
+//! Microsoft send one) is passed over, not failed. Also here: splitting mbox files into
+//! messages.
+//!
+//! Bounded before anything is built: the message size (`max_message_bytes`); the MIME
+//! parts (`max_mime_parts`) and header lines ([`MAX_HEADER_LINES`]), counted by a scan of
+//! the raw bytes before the parser builds its tree; the decoded bytes of all parts held at
+//! once (`max_message_bytes` again); the report attachments (`max_attachments_per_message`).
+//! Forwarded `message/rfc822` parts count against the same totals as the mail around them.
 
 use std::io::BufRead;
 
 use crate::attachment::{self, Container};
 use crate::config::Limits;
+use crate::failure::FailureKind;
 
 /// One report-bearing part of a message, decoded (base64/quoted-printable removed).
 #[derive(Debug, Clone)]
@@ -44,14 +54,35 @@ pub enum MessageError {
     NoReport(String),
     #[error("more than {limit} report attachments")]
     TooManyAttachments { limit: usize },
+    #[error("more than {limit} MIME parts")]
+    TooManyParts { limit: usize },
+    #[error("more than {limit} MIME header lines")]
+    TooManyHeaderLines { limit: usize },
+    #[error("the decoded MIME parts exceed the limit of {limit} bytes")]
+    DecodedTooLarge { limit: u64 },
 }
 
 impl MessageError {
-    /// A message never gets better by retrying.
-    pub fn is_transient(&self) -> bool {
-        false
+    /// The failure's class (which decides whether it is retried).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            MessageError::TooLarge { .. }
+            | MessageError::TooManyAttachments { .. }
+            | MessageError::TooManyParts { .. }
+            | MessageError::TooManyHeaderLines { .. }
+            | MessageError::DecodedTooLarge { .. } => FailureKind::LimitExceeded,
+            MessageError::Mime(_) => FailureKind::BadMessage,
+            MessageError::NoReport(_) => FailureKind::NoReport,
+        }
     }
 }
+
+/// Header lines allowed in one message, all MIME parts and forwarded messages together
+/// (the parser keeps each in memory). Real report mails have under a hundred.
+pub const MAX_HEADER_LINES: usize = 10_000;
+
+/// Non-report parts named in a "no report" reason; the rest are counted.
+const MAX_PARTS_NAMED: usize = 8;
 
 /// Finds the report attachments of one raw message.
 pub fn report_attachments(raw: &[u8], limits: &Limits) -> Result<Vec<Attachment>, MessageError> {
@@ -60,79 +91,172 @@ pub fn report_attachments(raw: &[u8], limits: &Limits) -> Result<Vec<Attachment>
             limit: limits.max_message_bytes,
         });
     }
-    let mail = mailparse::parse_mail(raw).map_err(|e| MessageError::Mime(e.to_string()))?;
-    let mut found = Vec::new();
-    let mut seen_parts = Vec::new();
-    collect(&mail, &mut found, &mut seen_parts, limits, 0)?;
-    if found.is_empty() {
-        let parts = if seen_parts.is_empty() {
+    let mut walk = Walk {
+        limits,
+        found: Vec::new(),
+        passed_over: Vec::new(),
+        passed_over_unnamed: 0,
+        parts_left: limits.max_mime_parts,
+        header_lines_left: MAX_HEADER_LINES,
+        decoded_left: limits.max_message_bytes,
+    };
+    walk.message(raw, 0)?;
+    if walk.found.is_empty() {
+        let mut parts = if walk.passed_over.is_empty() {
             "none".to_owned()
         } else {
-            seen_parts.join(", ")
+            walk.passed_over.join(", ")
         };
+        if walk.passed_over_unnamed > 0 {
+            parts.push_str(&format!(" and {} more", walk.passed_over_unnamed));
+        }
         return Err(MessageError::NoReport(parts));
     }
-    Ok(found)
+    Ok(walk.found)
 }
 
 /// MIME nesting allowed (multipart inside multipart, forwarded message/rfc822).
 const MAX_MIME_DEPTH: usize = 16;
 
-fn collect(
-    part: &mailparse::ParsedMail<'_>,
-    found: &mut Vec<Attachment>,
-    seen: &mut Vec<String>,
-    limits: &Limits,
-    depth: usize,
-) -> Result<(), MessageError> {
-    if depth > MAX_MIME_DEPTH {
-        return Err(MessageError::Mime("MIME parts nested too deep".into()));
-    }
-    if !part.subparts.is_empty() {
-        for sub in &part.subparts {
-            collect(sub, found, seen, limits, depth + 1)?;
-        }
-        return Ok(());
-    }
-    let content_type = part.ctype.mimetype.to_ascii_lowercase();
-    let name = part_name(part);
-    // A forwarded report: the attached message is searched too.
-    if content_type == "message/rfc822" {
-        if let Ok(body) = part.get_body_raw() {
-            if let Ok(inner) = mailparse::parse_mail(&body) {
-                let mut inner_found = Vec::new();
-                collect(&inner, &mut inner_found, seen, limits, depth + 1)?;
-                found.extend(inner_found);
-            }
-        }
-        return Ok(());
-    }
-    let data = match part.get_body_raw() {
-        Ok(d) => d,
-        Err(e) => {
-            seen.push(format!("{content_type} (undecodable: {e})"));
-            return Ok(());
-        }
-    };
-    let data = decode_unlabelled_base64(data);
-    if is_report_content(&data, &content_type, name.as_deref()) {
-        if found.len() >= limits.max_attachments_per_message {
-            return Err(MessageError::TooManyAttachments {
-                limit: limits.max_attachments_per_message,
+/// One message's walk through its parts, with the budgets it shares with any message
+/// forwarded inside it.
+struct Walk<'l> {
+    limits: &'l Limits,
+    found: Vec<Attachment>,
+    /// Parts that are not reports, for the "no report" reason (the first few).
+    passed_over: Vec<String>,
+    passed_over_unnamed: usize,
+    parts_left: usize,
+    header_lines_left: usize,
+    decoded_left: u64,
+}
+
+impl Walk<'_> {
+    /// Parses one (outer or forwarded) message, after checking its shape.
+    fn message(&mut self, raw: &[u8], depth: usize) -> Result<(), MessageError> {
+        let shape = mime_shape(raw);
+        if shape.parts > self.parts_left {
+            return Err(MessageError::TooManyParts {
+                limit: self.limits.max_mime_parts,
             });
         }
-        found.push(Attachment {
-            name,
-            content_type,
-            data,
-        });
-    } else {
-        seen.push(match &name {
-            Some(n) => format!("{content_type} {n:?}"),
-            None => content_type,
-        });
+        self.parts_left -= shape.parts;
+        if shape.header_lines > self.header_lines_left {
+            return Err(MessageError::TooManyHeaderLines {
+                limit: MAX_HEADER_LINES,
+            });
+        }
+        self.header_lines_left -= shape.header_lines;
+        let mail = mailparse::parse_mail(raw).map_err(|e| MessageError::Mime(e.to_string()))?;
+        self.part(&mail, depth)
     }
-    Ok(())
+
+    fn part(&mut self, part: &mailparse::ParsedMail<'_>, depth: usize) -> Result<(), MessageError> {
+        if depth > MAX_MIME_DEPTH {
+            return Err(MessageError::Mime("MIME parts nested too deep".into()));
+        }
+        if !part.subparts.is_empty() {
+            for sub in &part.subparts {
+                self.part(sub, depth + 1)?;
+            }
+            return Ok(());
+        }
+        let content_type = part.ctype.mimetype.to_ascii_lowercase();
+        let name = part_name(part);
+        let data = match part.get_body_raw() {
+            Ok(d) => d,
+            Err(e) => {
+                self.pass_over(format!("{content_type} (undecodable: {e})"));
+                return Ok(());
+            }
+        };
+        self.spend(data.len())?;
+        // A forwarded report: the attached message is searched too.
+        if content_type == "message/rfc822" {
+            return match self.message(&data, depth + 1) {
+                Err(MessageError::Mime(e)) => {
+                    self.pass_over(format!("message/rfc822 (unparsable: {e})"));
+                    Ok(())
+                }
+                other => other,
+            };
+        }
+        let data = decode_unlabelled_base64(data);
+        if is_report_content(&data, &content_type, name.as_deref()) {
+            if self.found.len() >= self.limits.max_attachments_per_message {
+                return Err(MessageError::TooManyAttachments {
+                    limit: self.limits.max_attachments_per_message,
+                });
+            }
+            self.found.push(Attachment {
+                name,
+                content_type,
+                data,
+            });
+        } else {
+            self.pass_over(match &name {
+                Some(n) => format!("{content_type} {n:?}"),
+                None => content_type,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decoded part bytes are held until the message is done: they share one budget.
+    fn spend(&mut self, bytes: usize) -> Result<(), MessageError> {
+        match self.decoded_left.checked_sub(bytes as u64) {
+            Some(left) => {
+                self.decoded_left = left;
+                Ok(())
+            }
+            None => Err(MessageError::DecodedTooLarge {
+                limit: self.limits.max_message_bytes,
+            }),
+        }
+    }
+
+    fn pass_over(&mut self, shown: String) {
+        if self.passed_over.len() < MAX_PARTS_NAMED {
+            self.passed_over.push(shown);
+        } else {
+            self.passed_over_unnamed += 1;
+        }
+    }
+}
+
+/// Upper bounds of what the MIME parser would build from `raw`, from one scan of its
+/// lines: `parts` counts lines starting with `--` (every part starts with one),
+/// `header_lines` the lines of the header blocks (the first one, and one after each
+/// `--` line up to a blank line).
+#[derive(Debug, PartialEq, Eq)]
+struct MimeShape {
+    parts: usize,
+    header_lines: usize,
+}
+
+fn mime_shape(raw: &[u8]) -> MimeShape {
+    let mut shape = MimeShape {
+        parts: 0,
+        header_lines: 0,
+    };
+    let mut in_header = true;
+    let mut start = 0;
+    while start < raw.len() {
+        let end = memchr::memchr(b'\n', &raw[start..]).map_or(raw.len(), |i| start + i);
+        let line = &raw[start..end];
+        start = end + 1;
+        if line.starts_with(b"--") {
+            shape.parts += 1;
+            in_header = true;
+        } else if in_header {
+            if line.iter().all(|&b| b == b'\r' || b == b' ' || b == b'\t') {
+                in_header = false;
+            } else {
+                shape.header_lines += 1;
+            }
+        }
+    }
+    shape
 }
 
 /// The part's file name: `filename` of Content-Disposition, else `name` of Content-Type
@@ -148,16 +272,22 @@ fn part_name(part: &mailparse::ParsedMail<'_>) -> Option<String> {
 }
 
 /// Whether decoded part content is a report container: gzip and zip by magic bytes; XML
-/// when it mentions `feedback` early (an HTML body or an XML signature is not a report).
+/// when it opens a `<feedback>` element early (`<feedback`, or `:feedback` with a prefix),
+/// or is named `.xml`; never an HTML document (a body that merely mentions feedback, an
+/// XML signature, a text part are not reports).
 fn is_report_content(data: &[u8], content_type: &str, name: Option<&str>) -> bool {
     match attachment::sniff(data, name) {
         Container::Gzip | Container::Zip => true,
         Container::Xml => {
             let head = &data[..data.len().min(4096)];
             let lower = head.to_ascii_lowercase();
-            memchr::memmem::find(&lower, b"feedback").is_some()
-                || (content_type != "text/html"
-                    && name.is_some_and(|n| n.to_ascii_lowercase().ends_with(".xml")))
+            let find = |needle: &[u8]| memchr::memmem::find(&lower, needle).is_some();
+            if content_type == "text/html" || find(b"<html") || find(b"<!doctype html") {
+                return false;
+            }
+            find(b"<feedback")
+                || find(b":feedback")
+                || name.is_some_and(|n| n.to_ascii_lowercase().ends_with(".xml"))
         }
         _ => false,
     }

@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
 use crate::config::Limits;
+use crate::failure::{truncate_reason, FailureKind, Retry};
 use crate::input::{self, Flow, InputError, ReportSink};
 use crate::report::ReportReader;
 use crate::store::{self, BatchWriter, LogEntry, PendingReport, ReportOutcome, Store, StoreError};
@@ -88,7 +89,10 @@ pub fn import_paths(
     for item in files {
         summary.files += 1;
         let flow = match item {
-            Ok(file) => input::read_one_file(&file, limits, &mut feeder),
+            Ok(file) => {
+                let shown = file.display().to_string();
+                feeder.guarded(&shown, |feeder| input::read_one_file(&file, limits, feeder))
+            }
             Err((shown, e)) => feeder.failure(&shown, &InputError::Io(e)),
         };
         if feeder.writer.is_full() {
@@ -125,15 +129,13 @@ pub enum Event<T> {
     Published { tag: T, records: u64, messages: u64 },
     /// A report was already stored (or twice in this batch).
     Duplicate { tag: T },
-    /// An input failed; `transient` when retrying later may succeed; `kind` is the
-    /// reason's class (`InputError::kind`, or `store_rejected` when ClickHouse refused
-    /// the rows).
+    /// An input failed; `kind` decides what becomes of it (see [`FailureKind`]). The
+    /// reason is cut to about a kilobyte.
     Failed {
         tag: T,
         source: String,
         reason: String,
-        kind: &'static str,
-        transient: bool,
+        kind: FailureKind,
     },
 }
 
@@ -218,28 +220,44 @@ impl<T: Clone> Feeder<T> {
 
     /// The batch could not be written: its reports fail with the reason.
     fn batch_failed(&mut self, reports: Vec<PendingReport<T>>, e: StoreError) {
-        let reason = e.to_string();
-        let transient = e.is_transient() || matches!(e, StoreError::Schema(_));
-        tracing::error!(error = %reason, reports = reports.len(), "ClickHouse write failed");
-        if transient {
+        let reason = truncate_reason(&e.to_string()).into_owned();
+        let kind = e.kind();
+        tracing::error!(error = %reason, %kind, reports = reports.len(), "ClickHouse write failed");
+        if kind.stops_the_batch() {
             self.stopped = Some(reason.clone());
         }
         for report in reports {
-            if !transient {
+            if kind.retry() != Retry::Later {
                 self.log
-                    .push(LogEntry::failure(&report.source, "store_rejected", &reason));
+                    .push(LogEntry::failure(&report.source, kind.as_str(), &reason));
             }
             self.events.push(Event::Failed {
                 tag: report.tag,
                 source: report.source,
                 reason: reason.clone(),
-                kind: if transient {
-                    "store_unreachable"
-                } else {
-                    "store_rejected"
-                },
-                transient,
+                kind,
             });
+        }
+    }
+
+    /// Runs one input's stages with panics caught: a panic fails the input (kind
+    /// `panic`, with its message), drops the report being read, and the run goes on.
+    pub fn guarded(&mut self, source: &str, stages: impl FnOnce(&mut Self) -> Flow) -> Flow {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stages(&mut *self)));
+        match caught {
+            Ok(flow) => flow,
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(source, panic = %message, "a stage panicked on this input");
+                self.writer.abandon_report();
+                self.failure(
+                    source,
+                    &InputError::Sink {
+                        message: format!("a processing stage panicked: {message}"),
+                        kind: FailureKind::Panic,
+                    },
+                )
+            }
         }
     }
 
@@ -326,17 +344,14 @@ impl<T: Clone> ReportSink for Feeder<T> {
             self.writer.abandon_report();
         }
         match result {
-            Err(InputError::Sink {
-                message,
-                transient: true,
-            }) => {
-                self.stopped = Some(message.clone());
+            Err(InputError::Sink { message, kind }) if kind.stops_the_batch() => {
+                let reason = truncate_reason(&message).into_owned();
+                self.stopped = Some(reason.clone());
                 self.events.push(Event::Failed {
                     tag: self.tag.clone(),
                     source: source.to_owned(),
-                    reason: message,
-                    kind: "store_unreachable",
-                    transient: true,
+                    reason,
+                    kind,
                 });
                 Ok(Flow::Stop)
             }
@@ -345,18 +360,18 @@ impl<T: Clone> ReportSink for Feeder<T> {
     }
 
     fn failure(&mut self, source: &str, error: &InputError) -> Flow {
-        let reason = error.to_string();
-        tracing::debug!(source, error = %reason, "input failed");
-        if !error.is_transient() {
+        let reason = truncate_reason(&error.to_string()).into_owned();
+        let kind = error.kind();
+        tracing::debug!(source, error = %reason, %kind, "input failed");
+        if kind.retry() != Retry::Later {
             self.log
-                .push(LogEntry::failure(source, error.kind(), &reason));
+                .push(LogEntry::failure(source, kind.as_str(), &reason));
         }
         self.events.push(Event::Failed {
             tag: self.tag.clone(),
             source: source.to_owned(),
             reason,
-            kind: error.kind(),
-            transient: error.is_transient(),
+            kind,
         });
         if self.log.len() >= LOG_BATCH {
             self.flush_log();
@@ -367,8 +382,19 @@ impl<T: Clone> ReportSink for Feeder<T> {
 
 fn store_input_error(e: StoreError) -> InputError {
     InputError::Sink {
-        transient: e.is_transient() || matches!(e, StoreError::Schema(_)),
+        kind: e.kind(),
         message: e.to_string(),
+    }
+}
+
+/// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
     }
 }
 

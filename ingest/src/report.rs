@@ -20,8 +20,18 @@
 //!   elements are kept as raw XML text.
 //!
 //! Refused: a DOCTYPE (so no entity expansion, no external entities), nesting deeper than
-//! `max_xml_depth`, more than `max_records_per_report` records, a stream with no
-//! `<feedback>`, a stream that ends inside a record, a `<count>` that is not a number.
+//! `max_xml_depth`, more than `max_records_per_report` records, one XML token (text, tag,
+//! comment, CDATA) over `max_token_bytes` (checked before it is buffered, see
+//! [`TokenGuard`]), one record (or the report's own errors and extensions) keeping more
+//! than `max_record_bytes`, a stream with no `<feedback>`, a stream that ends inside a
+//! record, a `<count>` that is not a number.
+//!
+//! Identity: a report is refused unless, before its first record, it names its reporter
+//! (`<org_name>` or `<email>`), a `<report_id>`, the `<policy_published><domain>` and both
+//! ends of its `<date_range>` (within what ClickHouse `DateTime` holds, 1970-2106), and
+//! unless no `<report_metadata>` or `<policy_published>` follows a record. `parse`,
+//! `import` and `run` all read through here, so they give one verdict on one file: two
+//! different reports can never share an identity made of defaults.
 
 use std::borrow::Cow;
 use std::io::BufRead;
@@ -31,6 +41,10 @@ use quick_xml::events::{BytesStart, Event};
 
 use crate::attachment::{classify_io, AttachmentError};
 use crate::config::Limits;
+use crate::failure::FailureKind;
+
+mod token_guard;
+pub use token_guard::{TokenGuard, TokenGuardError};
 
 /// Report-level data: metadata and the published policy. Everything but the records.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -197,14 +211,27 @@ pub enum ReportError {
     BadValue { record: u64, reason: String },
     #[error("report metadata: {0}")]
     BadMetadata(String),
+    /// A field of the report's identity is absent (`missing <report_id>`).
+    #[error("not a usable report: {0}")]
+    MissingIdentity(String),
     #[error(transparent)]
     Attachment(#[from] AttachmentError),
 }
 
 impl ReportError {
-    /// Only an I/O error underneath (a local disk) could go away by retrying.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ReportError::Attachment(a) if a.is_transient())
+    /// The failure's class (which decides whether it is retried).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ReportError::Empty | ReportError::NotDmarc(_) => FailureKind::NotDmarc,
+            ReportError::Doctype => FailureKind::Doctype,
+            ReportError::LimitExceeded { .. } => FailureKind::LimitExceeded,
+            ReportError::MissingIdentity(_) => FailureKind::MissingIdentity,
+            ReportError::Xml { .. }
+            | ReportError::Truncated(_)
+            | ReportError::BadValue { .. }
+            | ReportError::BadMetadata(_) => FailureKind::BadReport,
+            ReportError::Attachment(a) => a.kind(),
+        }
     }
 }
 
@@ -434,7 +461,7 @@ const MAX_PROBLEMS: usize = 32;
 
 /// Streaming reader of one report. See the module doc.
 pub struct ReportReader<R: BufRead> {
-    xml: quick_xml::Reader<R>,
+    xml: quick_xml::Reader<TokenGuard<R>>,
     /// Event buffer, reused; taken out of `self` while an event is handled.
     buf: Vec<u8>,
     limits: Limits,
@@ -461,12 +488,23 @@ pub struct ReportReader<R: BufRead> {
     /// A record read by `open` while looking for the first one.
     pending: Option<Record>,
     problems_dropped: usize,
+    seen_begin: bool,
+    seen_end: bool,
+    /// Bytes kept for the current record (values, extensions, one charge per list item).
+    record_bytes: usize,
+    /// Bytes kept for the report's own `<error>` lines and extensions.
+    header_bytes: usize,
 }
+
+/// What one kept list item (a DKIM or SPF result, a reason, an error line) is charged
+/// beyond its text, against `max_record_bytes`: its bookkeeping in memory.
+const ITEM_CHARGE: usize = 64;
 
 impl<R: BufRead> ReportReader<R> {
     /// Reads the report up to its first record (or its end) and returns the reader.
     pub fn open(input: R, limits: &Limits) -> Result<Self, ReportError> {
-        let mut xml = quick_xml::Reader::from_reader(input);
+        let mut xml =
+            quick_xml::Reader::from_reader(TokenGuard::new(input, limits.max_token_bytes));
         let config = xml.config_mut();
         config.trim_text(true);
         // End tags are matched by this reader, leniently (see `end_matches`).
@@ -493,10 +531,77 @@ impl<R: BufRead> ReportReader<R> {
             done: false,
             pending: None,
             problems_dropped: 0,
+            seen_begin: false,
+            seen_end: false,
+            record_bytes: 0,
+            header_bytes: 0,
         };
         reader.pending = reader.advance()?;
         reader.finish_metadata();
+        reader.check_identity()?;
         Ok(reader)
+    }
+
+    /// The identity rule of the module doc, checked once the first record (or the end)
+    /// has been reached.
+    fn check_identity(&self) -> Result<(), ReportError> {
+        let h = &self.header;
+        let before = if self.records_read > 0 {
+            " before the first <record>"
+        } else {
+            ""
+        };
+        let missing = |what: &str| {
+            Err(ReportError::MissingIdentity(format!(
+                "missing {what}{before}"
+            )))
+        };
+        if h.org_name.is_empty() && h.email.is_empty() {
+            return missing("<org_name> and <email> (who sent the report)");
+        }
+        if h.report_id.is_empty() {
+            return missing("<report_id>");
+        }
+        if h.policy.domain.is_empty() {
+            return missing("<policy_published><domain>");
+        }
+        if !self.seen_begin {
+            return missing("<date_range><begin>");
+        }
+        if !self.seen_end {
+            return missing("<date_range><end>");
+        }
+        for (what, value) in [("begin", h.date_begin), ("end", h.date_end)] {
+            if u32::try_from(value).is_err() {
+                return Err(ReportError::BadMetadata(format!(
+                    "<date_range><{what}> {value} is outside 1970-2106"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Charges `bytes` kept for the current record (or, outside records, for the
+    /// report's own lists) against `max_record_bytes`.
+    fn keep(&mut self, bytes: usize) -> Result<(), ReportError> {
+        let in_record = self.stack.contains(&Node::Record);
+        let kept = if in_record {
+            &mut self.record_bytes
+        } else {
+            &mut self.header_bytes
+        };
+        *kept = kept.saturating_add(bytes);
+        if *kept as u64 > self.limits.max_record_bytes {
+            return Err(ReportError::LimitExceeded {
+                what: if in_record {
+                    "the values kept for one record"
+                } else {
+                    "the report's <error> lines and extensions"
+                },
+                limit: self.limits.max_record_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Report-level data read so far; complete once `next_record` returned `None`.
@@ -543,6 +648,19 @@ impl<R: BufRead> ReportReader<R> {
             // The caps and the decoders below raise io errors; some carry an
             // AttachmentError (a cap, a corrupt gzip) that is the real reason.
             quick_xml::Error::Io(io) => {
+                match io
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<TokenGuardError>())
+                {
+                    Some(TokenGuardError::Declaration) => return ReportError::Doctype,
+                    Some(TokenGuardError::TooLong { limit }) => {
+                        return ReportError::LimitExceeded {
+                            what: "an XML token (text, tag, comment or CDATA)",
+                            limit: *limit,
+                        }
+                    }
+                    None => {}
+                }
                 let carried = io
                     .get_ref()
                     .and_then(|inner| inner.downcast_ref::<AttachmentError>())
@@ -703,7 +821,15 @@ impl<R: BufRead> ReportReader<R> {
                 }
                 self.seen_feedback = true;
             }
-            Node::Metadata | Node::Policy => self.seen_metadata = true,
+            Node::Metadata | Node::Policy => {
+                if self.records_read > 0 {
+                    let shown = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+                    return Err(ReportError::BadMetadata(format!(
+                        "<{shown}> comes after the first <record>; the report's identity must come first"
+                    )));
+                }
+                self.seen_metadata = true
+            }
             Node::Unknown => {
                 let shown = String::from_utf8_lossy(start.name().as_ref()).into_owned();
                 let parent_tag = parent.tag();
@@ -724,6 +850,7 @@ impl<R: BufRead> ReportReader<R> {
                     });
                 }
                 self.record = Record::default();
+                self.record_bytes = 0;
             }
             Node::Reason => self.reason = OverrideReason::default(),
             Node::AuthDkim => self.dkim = DkimResult::default(),
@@ -859,6 +986,7 @@ impl<R: BufRead> ReportReader<R> {
                 self.extension_depth = self.extension_depth.saturating_sub(1);
                 if self.extension_depth == 0 {
                     let kept = std::mem::take(&mut self.extension);
+                    self.keep(kept.len() + ITEM_CHARGE)?;
                     match self.current() {
                         Node::Record => self.record.extensions.push(kept),
                         _ => self.header.extensions.push(kept),
@@ -878,14 +1006,17 @@ impl<R: BufRead> ReportReader<R> {
                 self.finish_metadata();
             }
             Node::Reason => {
+                self.keep(ITEM_CHARGE)?;
                 let r = std::mem::take(&mut self.reason);
                 self.record.reasons.push(r);
             }
             Node::AuthDkim => {
+                self.keep(ITEM_CHARGE)?;
                 let d = std::mem::take(&mut self.dkim);
                 self.record.dkim.push(d);
             }
             Node::AuthSpf => {
+                self.keep(ITEM_CHARGE)?;
                 let s = std::mem::take(&mut self.spf);
                 self.record.spf.push(s);
             }
@@ -906,6 +1037,11 @@ impl<R: BufRead> ReportReader<R> {
 
     /// Stores the (trimmed) text of a closed leaf element into the model.
     fn set_value(&mut self, node: Node, value: &str) -> Result<(), ReportError> {
+        if node == Node::MetadataError {
+            self.keep(value.len() + ITEM_CHARGE)?;
+        } else if self.stack.contains(&Node::Record) {
+            self.keep(value.len())?;
+        }
         let optional = || (!value.is_empty()).then(|| value.to_owned());
         let lower = || (!value.is_empty()).then(|| value.to_ascii_lowercase());
         let kw = || (!value.is_empty()).then(|| keyword(value));
@@ -918,8 +1054,14 @@ impl<R: BufRead> ReportReader<R> {
             Node::Email => h.email = value.to_owned(),
             Node::ExtraContactInfo => h.extra_contact_info = optional(),
             Node::ReportId => h.report_id = strip_angle_brackets(value).to_owned(),
-            Node::Begin => h.date_begin = parse_epoch(value).map_err(ReportError::BadMetadata)?,
-            Node::End => h.date_end = parse_epoch(value).map_err(ReportError::BadMetadata)?,
+            Node::Begin => {
+                h.date_begin = parse_epoch(value).map_err(ReportError::BadMetadata)?;
+                self.seen_begin = true;
+            }
+            Node::End => {
+                h.date_end = parse_epoch(value).map_err(ReportError::BadMetadata)?;
+                self.seen_end = true;
+            }
             Node::MetadataError => h.errors.extend(optional()),
             Node::Generator => h.generator = optional(),
             Node::PolicyDomain => h.policy.domain = value.to_ascii_lowercase(),

@@ -1,0 +1,319 @@
+//! Batch writer: finished reports and their rows -> a publish batch -> one
+//! [`ReportOutcome`] per report.
+//!
+//! Rows are staged in bounded inserts as they come (bounded by count and by bytes, one
+//! insert in flight while the next rows are read); reports are published together by
+//! [`BatchWriter::publish`]. Guarantees:
+//! - a report is published only if every staging insert of the batch was acknowledged: a
+//!   failed insert (even one whose report had already finished) fails the whole batch;
+//! - one publish block spans at most [`MAX_MONTHS_PER_PUBLISH`] months (partitions), so
+//!   current ClickHouse's `max_partitions_per_insert_block` (100) is never hit, however
+//!   old the archive being imported;
+//! - a publish that runs out of server memory is split in halves, down to one report.
+
+use std::collections::{BTreeMap, HashSet};
+
+use uuid::Uuid;
+
+use super::rows::{staged_report, ReportIdentity, StagedReport, StoredRecord};
+use super::{Store, StoreError};
+use crate::report::ReportHeader;
+
+/// What became of one report given to a [`BatchWriter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Its rows are in `records` and `reports`.
+    Published,
+    /// The same report (same identity) was already there, or earlier in the batch.
+    Duplicate,
+}
+
+/// A report staged in the current batch, awaiting publication.
+#[derive(Debug, Clone)]
+pub struct PendingReport<T> {
+    pub ingest_id: Uuid,
+    pub identity: ReportIdentity,
+    pub source: String,
+    pub records: u64,
+    pub messages: u64,
+    /// The caller's handle (a message UID, a file).
+    pub tag: T,
+}
+
+/// A batch is published once it holds this many staged rows, whatever the report count.
+const MAX_ROWS_PER_PUBLISH: u64 = 2_000_000;
+
+/// Rows buffered before a staging insert, in bytes (with `batch_rows` as the count
+/// bound); one more buffer may be in flight.
+pub const MAX_BUFFER_BYTES: usize = 16 << 20;
+
+/// Months (partitions of `records` and the rollups) one publish statement may span.
+pub const MAX_MONTHS_PER_PUBLISH: usize = 96;
+
+/// Collects reports into a publish batch. See the module doc.
+pub struct BatchWriter<T> {
+    store: Store,
+    /// The staging insert under way while the next rows are read.
+    in_flight: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    /// Set when a staging insert of this batch failed: the batch cannot be published.
+    failed: Option<StoreError>,
+    rows: Vec<StoredRecord>,
+    rows_bytes: usize,
+    /// Index in `rows` where the current report's rows start (for abandoning it).
+    current_start: usize,
+    staged: Vec<StagedReport>,
+    pending: Vec<PendingReport<T>>,
+    in_batch: HashSet<ReportIdentity>,
+    /// Rows staged in this batch (to publish a batch before it grows too large).
+    batch_rows: u64,
+}
+
+impl<T> BatchWriter<T> {
+    pub fn new(store: &Store) -> Self {
+        BatchWriter {
+            store: store.clone(),
+            in_flight: None,
+            failed: None,
+            rows: Vec::new(),
+            rows_bytes: 0,
+            current_start: 0,
+            staged: Vec::new(),
+            pending: Vec::new(),
+            in_batch: HashSet::new(),
+            batch_rows: 0,
+        }
+    }
+
+    /// Starts a report. `None` when the same report is already in this batch (a
+    /// duplicate: skip it); else the `ingest_id` to tag its rows with.
+    pub fn begin_report(&mut self, identity: &ReportIdentity) -> Option<Uuid> {
+        if self.in_batch.contains(identity) {
+            return None;
+        }
+        self.current_start = self.rows.len();
+        Some(Uuid::new_v4())
+    }
+
+    /// Adds one row of the current report; stages a full buffer.
+    pub async fn add_record(&mut self, row: StoredRecord) -> Result<(), StoreError> {
+        if self.push_record(row) {
+            self.flush_rows().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds one row without staging; returns whether the buffer is full (by rows or
+    /// bytes: then call [`BatchWriter::flush_rows`]). For callers that block on each async
+    /// call.
+    pub fn push_record(&mut self, row: StoredRecord) -> bool {
+        self.rows_bytes += row.estimated_bytes();
+        self.rows.push(row);
+        self.rows.len() >= self.store.config.batch_rows || self.rows_bytes >= MAX_BUFFER_BYTES
+    }
+
+    /// Stages the buffered rows in the background (one insert in flight at a time), so
+    /// reading the next rows overlaps with ClickHouse writing these.
+    pub async fn flush_rows(&mut self) -> Result<(), StoreError> {
+        self.wait_in_flight().await?;
+        let rows = std::mem::replace(
+            &mut self.rows,
+            Vec::with_capacity(self.store.config.batch_rows.min(4096)),
+        );
+        self.rows_bytes = 0;
+        self.batch_rows += rows.len() as u64;
+        self.current_start = 0;
+        let store = self.store.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            store.insert_rows("records_staging", &rows).await
+        }));
+        Ok(())
+    }
+
+    /// Waits for the staging insert in flight. Its failure is the batch's: it is kept,
+    /// and every later call (and the publish) fails with it.
+    async fn wait_in_flight(&mut self) -> Result<(), StoreError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = match self.in_flight.take() {
+            Some(task) => match task.await {
+                Ok(r) => r,
+                // The insert task panicked (while encoding rows): count it against the
+                // batch's mail, which is then tried alone.
+                Err(e) => Err(StoreError::Rejected(format!(
+                    "the staging insert failed: {e}"
+                ))),
+            },
+            None => Ok(()),
+        };
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    /// Drops the current report: its buffered rows go; rows already staged stay
+    /// unpublished (no `reports_staging` row names them).
+    pub fn abandon_report(&mut self) {
+        self.rows.truncate(self.current_start);
+        self.rows_bytes = self.rows.iter().map(StoredRecord::estimated_bytes).sum();
+    }
+
+    /// Finishes the current report: it will be published with the batch.
+    pub fn finish_report(
+        &mut self,
+        header: &ReportHeader,
+        report: PendingReport<T>,
+    ) -> Result<(), StoreError> {
+        let staged = staged_report(
+            header,
+            (report.records, report.messages),
+            &report.source,
+            report.ingest_id,
+            Uuid::nil(),
+        )?;
+        self.in_batch.insert(report.identity.clone());
+        self.staged.push(staged);
+        self.pending.push(report);
+        Ok(())
+    }
+
+    /// Whether the batch is big enough to publish now.
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= self.store.config.publish_reports
+            || self.batch_rows + self.rows.len() as u64 >= MAX_ROWS_PER_PUBLISH
+    }
+
+    /// Reports waiting in this batch.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Gives up the batch: its reports, unpublished.
+    pub fn into_pending(self) -> Vec<PendingReport<T>> {
+        self.pending
+    }
+
+    /// Stages what is buffered and publishes the batch; returns each report with its
+    /// outcome, and starts a new batch. On error the writer keeps the batch's reports
+    /// (see [`BatchWriter::into_pending`]); a report is visible only if its publish
+    /// completed, and its reports may be given again.
+    pub async fn publish(&mut self) -> Result<Vec<(PendingReport<T>, ReportOutcome)>, StoreError> {
+        if self.pending.is_empty() {
+            self.rows.clear();
+            self.rows_bytes = 0;
+            self.current_start = 0;
+            return self.wait_in_flight().await.map(|()| Vec::new());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        self.rows_bytes = 0;
+        self.current_start = 0;
+        self.wait_in_flight().await?;
+        if let Err(e) = self.store.insert_rows("records_staging", &rows).await {
+            self.failed = Some(e.clone());
+            return Err(e);
+        }
+        let mut published = HashSet::new();
+        for group in month_groups(&self.staged, MAX_MONTHS_PER_PUBLISH) {
+            published.extend(self.store.publish_reports(group).await?);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.staged.clear();
+        self.in_batch.clear();
+        self.batch_rows = 0;
+        Ok(pending
+            .into_iter()
+            .map(|p| {
+                let outcome = if published.contains(&p.ingest_id) {
+                    ReportOutcome::Published
+                } else {
+                    ReportOutcome::Duplicate
+                };
+                (p, outcome)
+            })
+            .collect())
+    }
+}
+
+/// `YYYYMM` of a Unix time (UTC), as ClickHouse's `toYYYYMM`.
+pub fn year_month(unix_seconds: u32) -> u32 {
+    // Civil from days (H. Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let days = i64::from(unix_seconds / 86_400) + 719_468;
+    let era = days / 146_097;
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year * 100 + month) as u32
+}
+
+/// The staged reports in groups that each span at most `max_months` months of
+/// `date_begin`, oldest first; each group is cloned so that it can be staged on its own.
+pub fn month_groups(staged: &[StagedReport], max_months: usize) -> Vec<Vec<StagedReport>> {
+    let mut by_month: BTreeMap<u32, Vec<StagedReport>> = BTreeMap::new();
+    for report in staged {
+        by_month
+            .entry(year_month(report.date_begin))
+            .or_default()
+            .push(report.clone());
+    }
+    let mut groups: Vec<Vec<StagedReport>> = Vec::new();
+    let mut months_in_last = 0;
+    for (_, reports) in by_month {
+        if groups.is_empty() || months_in_last == max_months.max(1) {
+            groups.push(Vec::new());
+            months_in_last = 0;
+        }
+        months_in_last += 1;
+        if let Some(last) = groups.last_mut() {
+            last.extend(reports);
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(date_begin: u32) -> StagedReport {
+        let mut header = ReportHeader {
+            org_name: "o".into(),
+            report_id: date_begin.to_string(),
+            date_begin: i64::from(date_begin),
+            date_end: i64::from(date_begin) + 86_399,
+            ..Default::default()
+        };
+        header.policy.domain = "example.com".into();
+        staged_report(&header, (1, 1), "s", Uuid::nil(), Uuid::nil()).unwrap()
+    }
+
+    #[test]
+    fn year_month_matches_the_calendar() {
+        assert_eq!(year_month(0), 197_001);
+        assert_eq!(year_month(951_782_400), 200_002); // 2000-02-29
+        assert_eq!(year_month(951_868_800), 200_003); // 2000-03-01
+        assert_eq!(year_month(1_700_000_000), 202_311);
+        assert_eq!(year_month(u32::MAX), 210_602);
+    }
+
+    #[test]
+    fn a_decade_of_reports_publishes_in_groups_of_bounded_months() {
+        // One report a fortnight for ten years: 120 months.
+        let reports: Vec<StagedReport> = (0..260u32)
+            .map(|i| staged(1_400_000_000 + i * 14 * 86_400))
+            .collect();
+        let groups = month_groups(&reports, MAX_MONTHS_PER_PUBLISH);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), reports.len());
+        for group in &groups {
+            let months: HashSet<u32> = group.iter().map(|r| year_month(r.date_begin)).collect();
+            assert!(months.len() <= MAX_MONTHS_PER_PUBLISH, "{}", months.len());
+        }
+        assert_eq!(month_groups(&reports[..3], MAX_MONTHS_PER_PUBLISH).len(), 1);
+        assert!(month_groups(&[], MAX_MONTHS_PER_PUBLISH).is_empty());
+    }
+}

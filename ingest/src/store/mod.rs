@@ -1,0 +1,693 @@
+//! Store: report headers and records -> ClickHouse, exactly once as analysts see it.
+//!
+//! In: [`StoredRecord`] rows and finished reports, through a [`BatchWriter`]. Out: rows in
+//! `records` and `reports`, one [`ReportOutcome`] per report (published or duplicate), and
+//! an `ingest_log` row for every outcome and failure. Also: `schema apply` (the numbered
+//! migrations of `schema/`, compiled in).
+//!
+//! How exactly-once works (ClickHouse 18.16 has no transactions and no insert dedup for
+//! plain MergeTree, so it comes from the design; see `schema/README.md`):
+//! 1. Rows are staged in bounded batches into `records_staging`, tagged with the report's
+//!    `ingest_id` (one per import attempt of one report). A finished report adds one row to
+//!    `reports_staging`, tagged with the publish batch's `batch_id`. Staged rows are
+//!    invisible to analysts; a crash leaves them unpublished and they age out.
+//! 2. Publishing a batch is one `INSERT INTO records SELECT .. FROM records_staging` of the
+//!    batch's finished reports whose identity (org_name, report_id, policy_domain,
+//!    date_begin) is not yet in `records`, then the same for `reports`. The insert is
+//!    squashed into one block, so each report (all of whose rows share one `date_begin`
+//!    and so one partition) lands in one part: all of its rows or none.
+//! 3. Publishes are serialised across every importer of the database by a fixed
+//!    `query_id`: ClickHouse refuses a second query with the id of a running one (code
+//!    216, retried), so no two publishes can both see a report as new.
+//! 4. Which reports were published is read back from `reports` (by their `ingest_id`); the
+//!    others were duplicates.
+//!
+//! Errors are classified by one table ([`errors`]): a call that failed for a passing
+//! reason (connection refused, timeout, overloaded, the publish lock held) is repeated
+//! with jittered exponential backoff; the server's other troubles (disk full, credentials,
+//! a proxy's 5xx, unknown codes) fail the batch for later, never blaming its mail; data
+//! errors (ClickHouse codes such as 117, 53) fail the batch with the server's message.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::ClickHouseConfig;
+
+pub mod batch;
+pub mod errors;
+pub mod rows;
+pub use batch::{BatchWriter, PendingReport, ReportOutcome};
+use errors::classify;
+pub use errors::StoreError;
+pub use rows::{
+    identity, now, staged_report, stored_record, LogEntry, ReportIdentity, SharedReportFields,
+    StagedReport, StoredRecord, PARSER_VERSION,
+};
+
+/// The migrations of `schema/`, in order: (version, name, SQL).
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "001_reports_and_records",
+        include_str!("../../../schema/001_reports_and_records.sql"),
+    ),
+    (
+        2,
+        "002_organisational_domains_and_alignment",
+        include_str!("../../../schema/002_organisational_domains_and_alignment.sql"),
+    ),
+    (
+        3,
+        "003_rollups",
+        include_str!("../../../schema/003_rollups.sql"),
+    ),
+    (
+        4,
+        "004_mail_attempts",
+        include_str!("../../../schema/004_mail_attempts.sql"),
+    ),
+];
+
+/// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
+/// sharded by report identity, `ON CLUSTER`; see `schema/cluster/README.md`.
+pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "001_reports_and_records",
+        include_str!("../../../schema/cluster/001_reports_and_records.sql"),
+    ),
+    (
+        2,
+        "002_organisational_domains_and_alignment",
+        include_str!("../../../schema/cluster/002_organisational_domains_and_alignment.sql"),
+    ),
+    (
+        3,
+        "003_rollups",
+        include_str!("../../../schema/cluster/003_rollups.sql"),
+    ),
+    (
+        4,
+        "004_mail_attempts",
+        include_str!("../../../schema/cluster/004_mail_attempts.sql"),
+    ),
+];
+
+/// The store's queries (also run on the current engine by the CI check).
+struct Queries {
+    publish_records: &'static str,
+    publish_reports: &'static str,
+    published_ids: &'static str,
+    mail_attempts: &'static str,
+    stale_attempts: &'static str,
+}
+
+const SINGLE_SERVER_QUERIES: Queries = Queries {
+    publish_records: include_str!("../../../schema/queries/publish_records.sql"),
+    publish_reports: include_str!("../../../schema/queries/publish_reports.sql"),
+    published_ids: include_str!("../../../schema/queries/published_ingest_ids.sql"),
+    mail_attempts: include_str!("../../../schema/queries/mail_attempts.sql"),
+    stale_attempts: include_str!("../../../schema/queries/stale_attempt_partitions.sql"),
+};
+
+const CLUSTER_QUERIES: Queries = Queries {
+    publish_records: include_str!("../../../schema/cluster/queries/publish_records.sql"),
+    publish_reports: include_str!("../../../schema/cluster/queries/publish_reports.sql"),
+    published_ids: include_str!("../../../schema/cluster/queries/published_ingest_ids.sql"),
+    mail_attempts: include_str!("../../../schema/cluster/queries/mail_attempts.sql"),
+    stale_attempts: include_str!("../../../schema/cluster/queries/stale_attempt_partitions.sql"),
+};
+
+const STALE_STAGING_SQL: &str =
+    include_str!("../../../schema/queries/stale_staging_partitions.sql");
+
+/// A connection to the configured ClickHouse database (cheap to clone).
+#[derive(Clone)]
+pub struct Store {
+    client: clickhouse::Client,
+    config: ClickHouseConfig,
+    /// Major version of the server (18 on Debian 12).
+    server_major: u32,
+}
+
+impl Store {
+    /// Connects (with retries) and reads the server version. No schema is needed yet.
+    pub async fn connect(config: &ClickHouseConfig) -> Result<Store, StoreError> {
+        let client = clickhouse::Client::default()
+            .with_url(&config.url)
+            .with_user(&config.user)
+            .with_password(&config.password)
+            .with_compression(match config.compression {
+                crate::config::Compression::None => clickhouse::Compression::None,
+                crate::config::Compression::Lz4 => clickhouse::Compression::Lz4,
+            })
+            // 18.16 knows no RowBinaryWithNamesAndTypes; the column names are still sent.
+            .with_validation(false);
+        let mut store = Store {
+            client,
+            config: config.clone(),
+            server_major: 0,
+        };
+        let version: String = store
+            .retry("read the server version", || {
+                store.client.query("SELECT version()").fetch_one::<String>()
+            })
+            .await?;
+        store.server_major = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        tracing::debug!(server_version = %version, "connected to ClickHouse");
+        Ok(store)
+    }
+
+    /// The configured database name.
+    pub fn database(&self) -> &str {
+        &self.config.database
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, or attempts run out; transient
+    /// failures wait a jittered, doubling delay.
+    async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = clickhouse::error::Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let timeout = Duration::from_secs(self.config.request_timeout_secs);
+            let result = match tokio::time::timeout(timeout, op()).await {
+                Ok(r) => r.map_err(|e| classify(&self.config.url, e)),
+                Err(_) => Err((
+                    StoreError::Unreachable {
+                        url: self.config.url.clone(),
+                        message: format!("no answer within {} s", timeout.as_secs()),
+                    },
+                    true,
+                )),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err((e, true)) if attempt < self.config.max_attempts => {
+                    let delay = backoff(
+                        attempt,
+                        self.config.retry_initial_ms,
+                        self.config.retry_max_ms,
+                    );
+                    tracing::warn!(what, attempt, delay_ms = delay.as_millis() as u64, error = %e, "ClickHouse call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err((e, again)) => {
+                    if again {
+                        return Err(match e {
+                            StoreError::Unreachable { url, message } => StoreError::Unreachable {
+                                url,
+                                message: format!(
+                                    "{message} (gave up to {what} after {attempt} attempts)"
+                                ),
+                            },
+                            other => other,
+                        });
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The migrations of this deployment: single server or cluster.
+    fn migrations(&self) -> &'static [(u32, &'static str, &'static str)] {
+        if self.config.cluster.is_empty() {
+            MIGRATIONS
+        } else {
+            CLUSTER_MIGRATIONS
+        }
+    }
+
+    fn queries(&self) -> &'static Queries {
+        if self.config.cluster.is_empty() {
+            &SINGLE_SERVER_QUERIES
+        } else {
+            &CLUSTER_QUERIES
+        }
+    }
+
+    /// Adapts a migration statement to the server: on ClickHouse before 19.0 (Debian 12's
+    /// 18.16), `LowCardinality` is experimental and makes inserts three times slower, so
+    /// it becomes plain `String` there (see `schema/README.md`).
+    fn adapt_ddl(&self, statement: &str) -> String {
+        let statement = statement
+            .replace("{database}", &self.config.database)
+            .replace("{cluster}", &self.config.cluster);
+        if self.server_major < 19 {
+            statement.replace("LowCardinality(String)", "String")
+        } else {
+            statement
+        }
+    }
+
+    /// Applies the migrations not applied yet; returns their names. Safe to re-run (and
+    /// to re-run after an interruption: every statement is `IF NOT EXISTS`).
+    pub async fn apply_schema(&self) -> Result<Vec<String>, StoreError> {
+        let db = &self.config.database;
+        self.execute(
+            "create the database",
+            &format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        )
+        .await?;
+        self.execute(
+            "create the migrations table",
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {db}.schema_migrations \
+                 (version UInt32, name String, applied_at DateTime('UTC')) \
+                 ENGINE = ReplacingMergeTree(applied_at) ORDER BY version"
+            ),
+        )
+        .await?;
+        let done: Vec<u32> = self
+            .retry("read applied migrations", || {
+                self.client
+                    .query(&format!("SELECT version FROM {db}.schema_migrations"))
+                    .fetch_all::<u32>()
+            })
+            .await?;
+        let mut applied = Vec::new();
+        for (version, name, sql) in self.migrations() {
+            if done.contains(version) {
+                continue;
+            }
+            for statement in split_statements(sql) {
+                match self.execute(name, &self.adapt_ddl(&statement)).await {
+                    // 18.16 has no ADD COLUMN IF NOT EXISTS: a column that exists was
+                    // added by an interrupted earlier run of this migration.
+                    Err(StoreError::Unavailable(message))
+                        if statement.trim_start().starts_with("ALTER TABLE")
+                            && message.contains("already exists") => {}
+                    other => other?,
+                }
+            }
+            self.execute(
+                "record the migration",
+                &format!("INSERT INTO {db}.schema_migrations SELECT {version}, '{name}', now()"),
+            )
+            .await?;
+            applied.push((*name).to_owned());
+        }
+        Ok(applied)
+    }
+
+    /// Fails with [`StoreError::Schema`] unless every migration has been applied.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let db = &self.config.database;
+        let done: Vec<u32> = self
+            .retry("read applied migrations", || {
+                self.client
+                    .query(&format!("SELECT version FROM {db}.schema_migrations"))
+                    .fetch_all::<u32>()
+            })
+            .await?;
+        match self.migrations().iter().find(|(v, _, _)| !done.contains(v)) {
+            None => Ok(()),
+            Some((_, name, _)) => Err(StoreError::Schema(format!(
+                "migration {name} is not applied to database {db} (run `dmarc-ingest schema apply`)"
+            ))),
+        }
+    }
+
+    async fn execute(&self, what: &str, sql: &str) -> Result<(), StoreError> {
+        self.retry(what, || self.client.query(sql).execute()).await
+    }
+
+    /// Inserts rows into `table` in one INSERT (retried whole on a transient failure).
+    pub async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let table = format!("{}.{table}", self.config.database);
+        self.retry(&format!("insert into {table}"), || async {
+            // The name is `database.table`, both checked to be plain identifiers.
+            let mut insert = self.client.insert_unescaped::<T>(&table).await?;
+            for row in rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        })
+        .await
+    }
+
+    /// Stages the `reports_staging` rows of `reports` under a new publish batch and
+    /// publishes it; returns the `ingest_id`s published (the others were duplicates).
+    /// When the server runs out of memory, the group is published in halves.
+    pub fn publish_reports(
+        &self,
+        mut reports: Vec<StagedReport>,
+    ) -> Pin<Box<dyn Future<Output = Result<HashSet<Uuid>, StoreError>> + Send + '_>> {
+        Box::pin(async move {
+            let batch_id = Uuid::new_v4();
+            for r in &mut reports {
+                r.batch_id = batch_id;
+            }
+            self.insert_rows("reports_staging", &reports).await?;
+            match self.publish(batch_id).await {
+                Err(StoreError::MemoryLimit(reason)) if reports.len() > 1 => {
+                    tracing::warn!(reports = reports.len(), %reason, "publish out of memory; splitting the batch");
+                    let second = reports.split_off(reports.len() / 2);
+                    let mut published = self.publish_reports(reports).await?;
+                    published.extend(self.publish_reports(second).await?);
+                    Ok(published)
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// Publishes the finished reports of `batch_id`; returns the `ingest_id`s that were
+    /// published (the others were duplicates of reports already there).
+    pub async fn publish(&self, batch_id: Uuid) -> Result<HashSet<Uuid>, StoreError> {
+        let started = std::time::Instant::now();
+        let lock = format!("dmarc-ingest-publish-{}", self.config.database);
+        let queries = self.queries();
+        let cluster = !self.config.cluster.is_empty();
+        for (what, template) in [
+            ("publish records", queries.publish_records),
+            ("publish reports", queries.publish_reports),
+        ] {
+            let sql = self.render(template, batch_id);
+            self.retry(what, || {
+                let mut query = self
+                    .client
+                    .query(&sql)
+                    .with_setting("query_id", lock.as_str())
+                    // One block per partition: a report's rows land in one part.
+                    .with_setting("min_insert_block_size_rows", "1099511627776")
+                    .with_setting("min_insert_block_size_bytes", "1099511627776");
+                if cluster {
+                    // The Distributed insert has reached every shard when it returns.
+                    query = query.with_setting("insert_distributed_sync", "1");
+                }
+                query.execute()
+            })
+            .await?;
+        }
+        let sql = self.render(queries.published_ids, batch_id);
+        let published: Vec<UuidRow> = self
+            .retry("read published reports", || {
+                self.client.query(&sql).fetch_all::<UuidRow>()
+            })
+            .await?;
+        tracing::debug!(
+            batch = %batch_id,
+            published = published.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch published"
+        );
+        Ok(published.into_iter().map(|r| r.ingest_id).collect())
+    }
+
+    /// Fills a query of `schema/queries/` in: database, batch; comments and `;` dropped.
+    fn render(&self, template: &str, batch_id: Uuid) -> String {
+        split_statements(template)
+            .concat()
+            .replace("{database}", &self.config.database)
+            .replace("{cluster}", &self.config.cluster)
+            .replace("{batch}", &format!("toUUID('{batch_id}')"))
+    }
+
+    /// Drops staging partitions older than two days: what was left by crashed runs.
+    /// (Single server only: in a cluster the `_local` staging tables are maintained as
+    /// `schema/cluster/README.md` says.)
+    pub async fn drop_stale_staging(&self) -> Result<usize, StoreError> {
+        if !self.config.cluster.is_empty() {
+            return Ok(0);
+        }
+        let sql = self.render(STALE_STAGING_SQL, Uuid::nil());
+        self.drop_partitions(&sql).await
+    }
+
+    /// Drops the partitions a query of `(table, partition)` rows lists.
+    async fn drop_partitions(&self, sql: &str) -> Result<usize, StoreError> {
+        let db = &self.config.database;
+        let stale: Vec<PartitionRow> = self
+            .retry("list staging partitions", || {
+                self.client.query(sql).fetch_all::<PartitionRow>()
+            })
+            .await?;
+        for p in &stale {
+            self.execute(
+                "drop a stale staging partition",
+                &format!(
+                    "ALTER TABLE {db}.{} DROP PARTITION {}",
+                    p.table, p.partition
+                ),
+            )
+            .await?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Records that the mails `uids` of `mailbox` are about to be processed (together).
+    pub async fn record_attempts(
+        &self,
+        mailbox: &str,
+        uid_validity: u32,
+        uids: &[u32],
+    ) -> Result<(), StoreError> {
+        let at = now();
+        let host = rows::host_name();
+        let rows: Vec<AttemptRow> = uids
+            .iter()
+            .map(|&uid| AttemptRow {
+                mailbox: mailbox.to_owned(),
+                uid_validity,
+                uid,
+                started_at: at,
+                batch_size: uids.len() as u32,
+                host: host.clone(),
+            })
+            .collect();
+        self.insert_rows("mail_attempts", &rows).await
+    }
+
+    /// Attempts recorded so far at the mails of `mailbox` with UIDs in `uid_min..=uid_max`.
+    pub async fn attempts(
+        &self,
+        mailbox: &str,
+        uid_validity: u32,
+        uid_min: u32,
+        uid_max: u32,
+    ) -> Result<HashMap<u32, u32>, StoreError> {
+        let sql = self
+            .render(self.queries().mail_attempts, Uuid::nil())
+            .replace("{mailbox}", &sql_string(mailbox))
+            .replace("{uid_validity}", &uid_validity.to_string())
+            .replace("{uid_min}", &uid_min.to_string())
+            .replace("{uid_max}", &uid_max.to_string());
+        let found: Vec<AttemptCount> = self
+            .retry("read mail attempts", || {
+                self.client.query(&sql).fetch_all::<AttemptCount>()
+            })
+            .await?;
+        Ok(found.into_iter().map(|a| (a.uid, a.attempts)).collect())
+    }
+
+    /// Drops `mail_attempts` partitions older than three months (single server; the
+    /// cluster's expire by TTL).
+    pub async fn drop_stale_attempts(&self) -> Result<usize, StoreError> {
+        let sql = self.render(self.queries().stale_attempts, Uuid::nil());
+        self.drop_partitions(&sql).await
+    }
+
+    /// Runs a query returning one number (for totals in tests and summaries).
+    pub async fn query_u64(&self, sql: &str) -> Result<u64, StoreError> {
+        let sql = sql.replace("{database}", &self.config.database);
+        self.retry("query", || self.client.query(&sql).fetch_one::<u64>())
+            .await
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct UuidRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    ingest_id: Uuid,
+}
+
+#[derive(Debug, clickhouse::Row, Serialize, Deserialize)]
+struct AttemptRow {
+    mailbox: String,
+    uid_validity: u32,
+    uid: u32,
+    started_at: u32,
+    batch_size: u32,
+    host: String,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct AttemptCount {
+    uid: u32,
+    attempts: u32,
+}
+
+/// A ClickHouse string literal of `text`: quoted, with `\` and `'` escaped.
+pub fn sql_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct PartitionRow {
+    table: String,
+    partition: String,
+}
+
+/// Full-jitter exponential backoff: a random delay up to `initial * 2^(attempt-1)`,
+/// capped at `max`, never below a tenth of the cap's step.
+pub fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
+    let step = initial_ms
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
+        .min(max_ms);
+    let jitter = random_u64() % (step / 2 + 1);
+    Duration::from_millis(step / 2 + jitter)
+}
+
+/// A cheap random number (time and a counter through splitmix64); for jitter only.
+fn random_u64() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut z = nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Splits a migration into statements at `;` outside quotes, dropping comment-only ones.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '-') if chars.peek() == Some(&'-') => {
+                // A comment to the end of the line.
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        current.push('\n');
+                        break;
+                    }
+                }
+                continue;
+            }
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), '\\') => {
+                current.push(c);
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+                continue;
+            }
+            (None, ';') => {
+                if !current.trim().is_empty() {
+                    out.push(current.trim().to_owned());
+                }
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_outside_quotes_and_comments() {
+        let sql = "-- a; comment\nCREATE TABLE a (x String DEFAULT ';');\n\n-- only a comment;\nSELECT 'it''s; fine';";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert!(parts[0].starts_with("CREATE TABLE a"));
+        assert!(parts[0].ends_with("DEFAULT ';')"));
+        assert_eq!(parts[1], "SELECT 'it''s; fine'");
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for set in [MIGRATIONS, CLUSTER_MIGRATIONS] {
+            for (i, (version, name, sql)) in set.iter().enumerate() {
+                assert_eq!(*version as usize, i + 1);
+                assert!(name.starts_with(&format!("{version:03}_")));
+                assert!(!split_statements(sql).is_empty());
+            }
+        }
+        // The cluster variant mirrors the single-server one, migration for migration.
+        let names = |set: &'static [(u32, &'static str, &'static str)]| {
+            set.iter().map(|m| m.1).collect::<Vec<_>>()
+        };
+        assert_eq!(names(MIGRATIONS), names(CLUSTER_MIGRATIONS));
+        for (_, _, sql) in CLUSTER_MIGRATIONS {
+            for statement in split_statements(sql) {
+                if statement.starts_with("CREATE") || statement.starts_with("ALTER") {
+                    assert!(statement.contains("ON CLUSTER '{cluster}'"), "{statement}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn publish_reports_lists_every_reports_column() {
+        let sql = split_statements(SINGLE_SERVER_QUERIES.publish_reports).concat();
+        let lists: Vec<Vec<&str>> = [
+            &sql[sql.find('(').unwrap() + 1..sql.find(')').unwrap()],
+            &sql[sql.find("SELECT").unwrap() + 6..sql.find("FROM").unwrap()],
+        ]
+        .iter()
+        .map(|l| l.split(',').map(str::trim).collect())
+        .collect();
+        let want: Vec<&str> = <StagedReport as clickhouse::Row>::COLUMN_NAMES
+            .iter()
+            .copied()
+            .filter(|c| *c != "batch_id")
+            .collect();
+        assert_eq!(lists[0], want);
+        assert_eq!(lists[1], want);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..30 {
+            let d = backoff(attempt, 100, 5_000).as_millis() as u64;
+            let step = (100u64 << (attempt - 1).min(20)).min(5_000);
+            assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d}");
+        }
+    }
+}
