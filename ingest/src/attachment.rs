@@ -368,3 +368,97 @@ fn check_zip_method(entry: &str, method: zip::CompressionMethod) -> Result<(), A
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Write};
+
+    const XML: &[u8] = b"<?xml version=\"1.0\"?><feedback><report_metadata/></feedback>";
+
+    fn zip_with(method: zip::CompressionMethod) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        writer.start_file("report.xml", options).unwrap();
+        writer.write_all(&XML.repeat(100)).unwrap();
+        writer.finish().unwrap().into_inner()
+    }
+
+    /// Every stream's bytes, or the error.
+    fn read(data: Vec<u8>) -> Result<Vec<Vec<u8>>, AttachmentError> {
+        let limits = Limits::default();
+        let budget = DecompressionBudget::new(limits.max_decompressed_bytes);
+        let mut got = Vec::new();
+        for_each_xml(Cursor::new(data), None, &limits, &budget, |s| {
+            let mut bytes = Vec::new();
+            s.reader
+                .read_to_end(&mut bytes)
+                .map_err(|e| classify_io(e, s.container))?;
+            got.push(bytes);
+            Ok::<(), AttachmentError>(())
+        })?;
+        Ok(got)
+    }
+
+    #[test]
+    fn zip_entries_are_read_in_every_method_decoded_here() {
+        use zip::CompressionMethod as M;
+        for method in [M::Stored, M::Deflated, M::Bzip2, M::Zstd, M::Xz] {
+            let got = read(zip_with(method)).unwrap_or_else(|e| panic!("{method}: {e}"));
+            assert_eq!(got, vec![XML.repeat(100)], "{method}");
+        }
+    }
+
+    /// Sets the compression method of every header of a one-entry zip to `method`.
+    fn relabel(mut zip: Vec<u8>, method: u16) -> Vec<u8> {
+        for (signature, offset) in [(b"PK\x03\x04", 8), (b"PK\x01\x02", 10)] {
+            let at = memchr::memmem::find(&zip, signature).unwrap();
+            zip[at + offset..at + offset + 2].copy_from_slice(&method.to_le_bytes());
+        }
+        zip
+    }
+
+    #[test]
+    fn other_zip_methods_are_refused_for_good_by_name() {
+        // PPMd (98), AES (99), IBM TERSE (18), and a number nobody uses.
+        for method in [98u16, 99, 18, 4242] {
+            let err = read(relabel(zip_with(zip::CompressionMethod::Stored), method)).unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    FailureKind::Unsupported | FailureKind::BadContainer
+                ),
+                "{method}: {err}"
+            );
+            assert!(!err.kind().is_transient(), "{method}: {err}");
+        }
+        let err = read(relabel(zip_with(zip::CompressionMethod::Stored), 98)).unwrap_err();
+        assert!(err.to_string().contains("compression method"), "{err}");
+    }
+
+    #[test]
+    fn decoder_errors_are_about_the_content() {
+        let e = classify_io(io::Error::other("compression method not supported"), "zip");
+        assert_eq!(e.kind(), FailureKind::BadContainer);
+        let e = classify_io(io::Error::other("disk went away"), "input");
+        assert_eq!(e.kind(), FailureKind::Io);
+    }
+
+    #[test]
+    fn one_budget_is_shared_by_every_stream_of_a_unit() {
+        let limits = Limits::default();
+        let budget = DecompressionBudget::new(XML.len() as u64 * 3 / 2);
+        let read_one = || {
+            for_each_xml(Cursor::new(XML.to_vec()), None, &limits, &budget, |s| {
+                let mut sink = Vec::new();
+                s.reader
+                    .read_to_end(&mut sink)
+                    .map_err(|e| classify_io(e, s.container))?;
+                Ok::<(), AttachmentError>(())
+            })
+        };
+        assert!(read_one().is_ok());
+        let err = read_one().unwrap_err();
+        assert_eq!(err.kind(), FailureKind::LimitExceeded, "{err}");
+    }
+}

@@ -554,4 +554,154 @@ mod tests {
         split_mbox(mbox.as_bytes(), &limits, |i, m| got.push((i, m.is_ok()))).unwrap();
         assert_eq!(got, vec![(1, false), (2, true)]);
     }
+
+    #[test]
+    fn an_html_or_text_body_beside_the_report_is_passed_over() {
+        // Google and Yahoo put an HTML body beside the attachment; one that mentions
+        // feedback is still not a report.
+        let raw = mail(&[
+            (
+                "Content-Type: text/html",
+                "<!DOCTYPE html><html><body>Send us feedback about this report</body></html>",
+            ),
+            (
+                "Content-Type: text/plain",
+                "Report for example.com: see the <feedback> attached.",
+            ),
+            (
+                "Content-Type: application/gzip; name=\"r.xml.gz\"\r\nContent-Transfer-Encoding: base64",
+                &base64(&gzip(XML)),
+            ),
+        ]);
+        let found = report_attachments(&raw, &Limits::default()).unwrap();
+        assert_eq!(
+            found.len(),
+            1,
+            "{:?}",
+            found.iter().map(Attachment::label).collect::<Vec<_>>()
+        );
+        assert_eq!(found[0].name.as_deref(), Some("r.xml.gz"));
+    }
+
+    #[test]
+    fn parts_are_counted_before_the_tree_is_built() {
+        let empty = ("Content-Type: text/plain", "");
+        let at_limit: Vec<(&str, &str)> = vec![empty; DEFAULT_PARTS - 1];
+        let err = report_attachments(&mail(&at_limit), &Limits::default()).unwrap_err();
+        assert!(matches!(err, MessageError::NoReport(_)), "{err}");
+        let over: Vec<(&str, &str)> = vec![empty; DEFAULT_PARTS + 1];
+        let err = report_attachments(&mail(&over), &Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MessageError::TooManyParts {
+                    limit: DEFAULT_PARTS
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.kind(), FailureKind::LimitExceeded);
+    }
+
+    const DEFAULT_PARTS: usize = crate::config::DEFAULT_MAX_MIME_PARTS;
+
+    #[test]
+    fn header_lines_are_counted_before_the_tree_is_built() {
+        let headers = |n: usize| {
+            let mut m = String::new();
+            for i in 0..n {
+                m.push_str(&format!("X-Filler-{i}: x\r\n"));
+            }
+            m.push_str(
+                "Content-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+            );
+            m.push_str(&base64(&gzip(XML)));
+            m.into_bytes()
+        };
+        assert!(report_attachments(&headers(MAX_HEADER_LINES - 10), &Limits::default()).is_ok());
+        let err = report_attachments(&headers(MAX_HEADER_LINES), &Limits::default()).unwrap_err();
+        assert!(
+            matches!(err, MessageError::TooManyHeaderLines { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_no_report_reason_names_a_few_parts_and_counts_the_rest() {
+        let parts: Vec<(&str, &str)> = vec![("Content-Type: text/plain", "hello"); 500];
+        let err = report_attachments(&mail(&parts), &Limits::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.len() < 300, "{text}");
+        assert!(text.ends_with("and 492 more)"), "{text}");
+    }
+
+    /// `inner` (made by `mail`) wrapped as a forwarded message part; its boundary is
+    /// renamed `name` so that it differs from the new outer one.
+    fn forwarded(inner: &[u8], name: &str) -> String {
+        let inner = String::from_utf8_lossy(inner)
+            .replace("boundary=\"b1\"", &format!("boundary=\"{name}\""))
+            .replace("\r\n--b1", &format!("\r\n--{name}"));
+        format!("Content-Type: message/rfc822\r\n\r\n{inner}")
+    }
+
+    #[test]
+    fn forwarded_messages_share_the_attachment_count_and_parts() {
+        let gz = base64(&gzip(XML));
+        let part = "Content-Type: application/gzip\r\nContent-Transfer-Encoding: base64";
+        let twenty: Vec<(&str, &str)> = (0..20).map(|_| (part, gz.as_str())).collect();
+        let inner = mail(&twenty);
+        let wrapped = forwarded(&inner, "inner");
+        let (head, body) = wrapped.split_once("\r\n\r\n").unwrap();
+        let mut outer = twenty.clone();
+        outer.push((head, body));
+        let err = report_attachments(&mail(&outer), &Limits::default()).unwrap_err();
+        assert!(
+            matches!(err, MessageError::TooManyAttachments { limit: 32 }),
+            "{err}"
+        );
+        let limits = Limits {
+            max_mime_parts: 30,
+            ..Limits::default()
+        };
+        let err = report_attachments(&mail(&outer), &limits).unwrap_err();
+        assert!(
+            matches!(err, MessageError::TooManyParts { limit: 30 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nested_forwards_share_one_decoded_budget() {
+        // Each level holds its decoded body while the next is read: a chain of forwards
+        // must not hold the message many times over.
+        let mut message = mail(&[(
+            "Content-Type: application/gzip; name=\"r.xml.gz\"\r\nContent-Transfer-Encoding: base64",
+            &base64(&gzip(XML)),
+        )]);
+        for level in 0..5 {
+            let wrapped = forwarded(&message, &format!("level{level}"));
+            let (head, body) = wrapped.split_once("\r\n\r\n").unwrap();
+            message = mail(&[(head, body)]);
+        }
+        assert!(report_attachments(&message, &Limits::default()).is_ok());
+        let limits = Limits {
+            max_message_bytes: message.len() as u64 * 2,
+            ..Limits::default()
+        };
+        let err = report_attachments(&message, &limits).unwrap_err();
+        assert!(matches!(err, MessageError::DecodedTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn mime_shape_bounds_what_the_parser_builds() {
+        let raw = mail(&[
+            ("Content-Type: text/plain", "a"),
+            ("Content-Type: text/plain", "b"),
+        ]);
+        let shape = mime_shape(&raw);
+        // Three delimiter lines (two parts and the close); the top headers and one line
+        // each of the parts' headers.
+        assert_eq!(shape.parts, 3);
+        assert_eq!(shape.header_lines, 5 + 2);
+    }
 }

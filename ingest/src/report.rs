@@ -556,6 +556,13 @@ impl<R: BufRead> ReportReader<R> {
                 "missing {what}{before}"
             )))
         };
+        if self.records_read > 0 && !self.seen_metadata {
+            return Err(ReportError::BadMetadata(
+                "the first <record> comes before <report_metadata> and <policy_published>; \
+                 the report's identity must come first"
+                    .into(),
+            ));
+        }
         if h.org_name.is_empty() && h.email.is_empty() {
             return missing("<org_name> and <email> (who sent the report)");
         }

@@ -10,25 +10,15 @@ use std::process::Command;
 use dmarc_ingest::config::Limits;
 
 /// Runs `dmarc-ingest parse` with extra environment; returns (exit code, stderr, peak RSS
-/// in KiB of the largest child so far).
+/// of that child in KiB).
 fn parse_binary(path: &Path, env: &[(&str, &str)]) -> (i32, String, i64) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dmarc-ingest"))
-        .arg("parse")
-        .arg(path)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    // SAFETY: getrusage only writes into the struct it is given.
-    let rss_kib = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage.ru_maxrss
-    };
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        rss_kib,
-    )
+    let m = common::run_measured(
+        Command::new(env!("CARGO_BIN_EXE_dmarc-ingest"))
+            .arg("parse")
+            .arg(path)
+            .envs(env.iter().copied()),
+    );
+    (m.code, m.stderr, m.max_rss_kib)
 }
 
 /// A report head, then `<x/>` elements (skipped as unknown) as far as `total` bytes go:
@@ -177,4 +167,186 @@ fn other_files_are_still_parsed_after_a_failure() {
         errors[1].contains("not-dmarc.xml: not a DMARC aggregate report"),
         "{stderr}"
     );
+}
+
+/// The head of a report up to the opening of its first value.
+const HEAD: &[u8] = b"<?xml version=\"1.0\"?><feedback><report_metadata><org_name>";
+
+/// gzip of `head`, then `filler` repeated to `total` bytes, then `tail`, written as
+/// members (the way a stranger would make it small).
+fn flood(head: &[u8], filler: &[u8], total: usize, tail: &[u8]) -> Vec<u8> {
+    let chunk = filler.repeat((4 << 20) / filler.len());
+    let mut out = gzip_members(head, 1);
+    let one = gzip_members(&chunk, 1);
+    out.extend(one.repeat(total / chunk.len()));
+    out.extend(gzip_members(tail, 1));
+    out
+}
+
+#[test]
+fn a_value_of_gt_signs_is_refused_before_it_is_buffered() {
+    // The case: ~600 KB of gzip; before, 1.7 GiB and 6.5 s to refuse.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flood.xml.gz");
+    std::fs::write(&path, flood(HEAD, b"x>", 300 << 20, b"</org_name>")).unwrap();
+    let (code, stderr, rss_kib) = parse_binary(&path, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("an XML token (text, tag, comment or CDATA) exceeds the limit of 1048576"),
+        "{stderr}"
+    );
+    assert!(rss_kib < 64 * 1024, "peak RSS {rss_kib} KiB");
+}
+
+#[test]
+fn every_token_shape_is_capped_at_the_default() {
+    // 64 MiB inside a comment, a CDATA section, an attribute value, a mismatched end
+    // tag and a quoted end tag: each one token, each refused at the default 1 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let shapes: [(&str, &[u8], &[u8]); 5] = [
+        ("comment", b"<!-- ", b" -->"),
+        ("cdata", b"<![CDATA[", b"]]>"),
+        ("attribute", b"<a v=\"", b"\"/>"),
+        ("end tag", b"</a ", b">"),
+        ("quoted end tag", b"</a \"", b"\">"),
+    ];
+    for (name, open, close) in shapes {
+        let path = dir
+            .path()
+            .join(format!("{}.xml.gz", name.replace(' ', "-")));
+        let head = [HEAD, open].concat();
+        std::fs::write(&path, flood(&head, b"y>", 64 << 20, close)).unwrap();
+        let (code, stderr, rss_kib) = parse_binary(&path, &[]);
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(
+            stderr.contains("exceeds the limit of 1048576"),
+            "{name}: {stderr}"
+        );
+        assert!(rss_kib < 64 * 1024, "{name}: peak RSS {rss_kib} KiB");
+    }
+}
+
+#[test]
+fn a_mail_of_half_a_million_empty_parts_is_refused_cheaply_and_briefly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parts.eml");
+    let mut mail = b"From: x@example.net\r\nSubject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".to_vec();
+    for _ in 0..500_000 {
+        mail.extend_from_slice(b"--b\r\nContent-Type: text/plain\r\n\r\n\r\n");
+    }
+    mail.extend_from_slice(b"--b--\r\n");
+    std::fs::write(&path, &mail).unwrap();
+    let (code, stderr, rss_kib) = parse_binary(&path, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("more than 1000 MIME parts"), "{stderr}");
+    assert!(
+        stderr.len() < 2048,
+        "one short line: {} bytes",
+        stderr.len()
+    );
+    assert!(rss_kib < 96 * 1024, "peak RSS {rss_kib} KiB");
+}
+
+/// A report whose one record carries `results` DKIM results.
+fn record_with_results(results: usize) -> Vec<u8> {
+    let mut xml = b"<feedback><report_metadata><org_name>o</org_name><report_id>r</report_id><date_range><begin>1700000000</begin><end>1700086399</end></date_range></report_metadata><policy_published><domain>example.com</domain></policy_published><record><row><source_ip>192.0.2.1</source_ip><count>1</count></row><identifiers><header_from>example.com</header_from></identifiers><auth_results>".to_vec();
+    for _ in 0..results {
+        xml.extend_from_slice(b"<dkim><domain>a</domain><result>pass</result></dkim>");
+    }
+    xml.extend_from_slice(b"</auth_results></record></feedback>");
+    xml
+}
+
+#[test]
+fn one_record_keeps_at_most_the_default_record_bytes() {
+    // 64 bytes of bookkeeping a result and its values: 55,000 results keep ~3.8 MiB,
+    // under the default 4 MiB; 70,000 keep ~4.8 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let under = dir.path().join("under.xml");
+    std::fs::write(&under, record_with_results(55_000)).unwrap();
+    let (code, stderr, _) = parse_binary(&under, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let over = dir.path().join("over.xml");
+    std::fs::write(&over, record_with_results(70_000)).unwrap();
+    let (code, stderr, rss_kib) = parse_binary(&over, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("the values kept for one record exceeds the limit of 4194304"),
+        "{stderr}"
+    );
+    assert!(rss_kib < 64 * 1024, "peak RSS {rss_kib} KiB");
+}
+
+#[test]
+fn the_attachments_of_one_mail_share_one_decompression_budget() {
+    // Three attachments of 8 MiB of XML each, under a 20 MiB budget: the third fails,
+    // where each alone would pass.
+    let xml = endless_report(8 << 20);
+    let gz = base64(&gzip_members(&xml, 1));
+    let mut mail = b"From: x@example.net\r\nSubject: r\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".to_vec();
+    for i in 0..3 {
+        mail.extend_from_slice(
+            format!("--b\r\nContent-Type: application/gzip; name=\"r{i}.xml.gz\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{gz}\r\n").as_bytes(),
+        );
+    }
+    mail.extend_from_slice(b"--b--\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("three.eml");
+    std::fs::write(&path, &mail).unwrap();
+    let env = [("DMARC_INGEST_LIMITS_MAX_DECOMPRESSED_BYTES", "20971520")];
+    let (_, stderr, _) = parse_binary(&path, &env);
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("decompressed size exceeds the limit of 20971520"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{stderr}");
+    assert!(refused[0].contains("r2.xml.gz"), "{stderr}");
+}
+
+#[test]
+fn an_lzma_entry_declaring_a_huge_dictionary_costs_no_memory() {
+    // LZMA in zip: version (2 bytes), properties size (2), lc/lp/pb, a 4 GiB - 1
+    // dictionary, then garbage.
+    let mut entry = vec![9u8, 20, 5, 0, 0x5d, 0xff, 0xff, 0xff, 0xff];
+    entry.extend(std::iter::repeat_n(0x55u8, 4096));
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    writer.start_file("r.xml", stored).unwrap();
+    writer.write_all(&entry).unwrap();
+    let mut zip = writer.finish().unwrap().into_inner();
+    for (signature, offset) in [(b"PK\x03\x04", 8), (b"PK\x01\x02", 10)] {
+        let at = zip.windows(4).position(|w| w == signature).unwrap();
+        zip[at + offset..at + offset + 2].copy_from_slice(&14u16.to_le_bytes());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lzma.zip");
+    std::fs::write(&path, &zip).unwrap();
+    let (code, stderr, rss_kib) = parse_binary(&path, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(rss_kib < 64 * 1024, "peak RSS {rss_kib} KiB: {stderr}");
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for (i, chunk) in data.chunks(3).enumerate() {
+        if i > 0 && i % 19 == 0 {
+            out.push_str("\r\n");
+        }
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

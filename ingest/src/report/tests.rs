@@ -1,4 +1,5 @@
 use super::*;
+use crate::failure::FailureKind;
 
 fn read_all(xml: &str) -> Result<(ReportHeader, Vec<Record>), ReportError> {
     read_with(xml.as_bytes(), &Limits::default())
@@ -311,4 +312,198 @@ fn keyword_folding() {
     assert_eq!(keyword(" PASS "), "pass");
     assert!(matches!(keyword("Fail"), Cow::Borrowed("fail")));
     assert_eq!(keyword("Weird_Value"), "weird_value");
+}
+
+/// MINIMAL with one metadata line taken out.
+fn without(line: &str) -> String {
+    assert!(MINIMAL.contains(line), "{line}");
+    MINIMAL.replace(line, "")
+}
+
+#[test]
+fn a_report_without_its_identity_is_refused_by_name() {
+    let cases = [
+        ("<report_id>123</report_id>", "missing <report_id>"),
+        (
+            "<domain>Example.COM</domain>",
+            "missing <policy_published><domain>",
+        ),
+        ("<begin>1700000000</begin>", "missing <date_range><begin>"),
+        ("<end>1700086399</end>", "missing <date_range><end>"),
+    ];
+    for (line, want) in cases {
+        let err = read_all(&without(line)).unwrap_err();
+        assert!(matches!(err, ReportError::MissingIdentity(_)), "{err}");
+        assert_eq!(err.kind(), FailureKind::MissingIdentity);
+        assert!(err.to_string().contains(want), "{line}: {err}");
+    }
+    let anonymous = without("<org_name>google.com</org_name>")
+        .replace("<email>noreply-dmarc-support@google.com</email>", "");
+    let err = read_all(&anonymous).unwrap_err();
+    assert!(
+        err.to_string().contains("missing <org_name> and <email>"),
+        "{err}"
+    );
+    // The email's domain stands in for an empty org_name: that is an identity.
+    let (h, _) = read_all(&without("<org_name>google.com</org_name>")).unwrap();
+    assert_eq!(h.org_name, "google.com");
+}
+
+#[test]
+fn two_reports_without_ids_never_share_an_identity() {
+    // Before: both were accepted with report_id "" and 1970 dates, and the second was
+    // counted as a duplicate of the first (its records lost).
+    let bare = without("<report_id>123</report_id>").replace(
+        "<date_range><begin>1700000000</begin><end>1700086399</end></date_range>",
+        "",
+    );
+    let other = bare.replace("192.0.2.1", "192.0.2.2");
+    for xml in [bare, other] {
+        assert!(matches!(
+            read_all(&xml),
+            Err(ReportError::MissingIdentity(_))
+        ));
+    }
+}
+
+#[test]
+fn metadata_after_the_records_is_refused_the_same_everywhere() {
+    let late = MINIMAL.replace(
+        "<feedback>",
+        "<feedback><record><row><source_ip>192.0.2.9</source_ip><count>1</count></row></record>",
+    );
+    let err = read_all(&late).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the first <record> comes before <report_metadata>"),
+        "{err}"
+    );
+    let repeated = MINIMAL.replace(
+        "</feedback>",
+        "<report_metadata><report_id>other</report_id></report_metadata></feedback>",
+    );
+    let err = read_all(&repeated).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("<report_metadata> comes after the first <record>"),
+        "{err}"
+    );
+    let policy_late = MINIMAL
+        .replace(
+            "<policy_published><domain>Example.COM</domain><p>none</p><pct>100</pct></policy_published>",
+            "",
+        )
+        .replace(
+            "</feedback>",
+            "<policy_published><domain>example.com</domain></policy_published></feedback>",
+        );
+    let err = read_all(&policy_late).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("missing <policy_published><domain> before the first <record>"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dates_outside_datetime_are_refused_by_the_reader() {
+    let err = read_all(&MINIMAL.replace("1700000000", "-5")).unwrap_err();
+    assert!(err.to_string().contains("outside 1970-2106"), "{err}");
+    assert_eq!(err.kind(), FailureKind::BadReport);
+}
+
+#[test]
+fn every_kind_of_token_is_capped_before_it_is_buffered() {
+    let limits = Limits {
+        max_token_bytes: 4096,
+        ..Limits::default()
+    };
+    let filler = "y>".repeat(4096);
+    let shapes = [
+        format!("<org_name>{filler}</org_name>"),
+        format!("<org_name><!-- {filler} -->google.com</org_name>"),
+        format!("<org_name><![CDATA[{filler}]]></org_name>"),
+        format!("<org_name a=\"{filler}\">google.com</org_name>"),
+        format!("<org_name>google.com</org_name {filler}>"),
+        format!("<org_name>google.com</org_name \"{filler}\">"),
+        format!("<?pi {filler} ?>"),
+    ];
+    for shape in shapes {
+        let xml = MINIMAL.replace("<org_name>google.com</org_name>", &shape);
+        let err = read_with(xml.as_bytes(), &limits).unwrap_err();
+        assert!(
+            err.to_string().contains("exceeds the limit of 4096"),
+            "{}: {err}",
+            &shape[..30]
+        );
+        assert_eq!(err.kind(), FailureKind::LimitExceeded);
+    }
+    // The same shapes under the cap are read.
+    let small = MINIMAL.replace(
+        "<org_name>google.com</org_name>",
+        "<org_name a=\"x>y\"><!-- c>d --><![CDATA[google.com]]></org_name>",
+    );
+    assert_eq!(
+        read_with(small.as_bytes(), &limits).unwrap().0.org_name,
+        "google.com"
+    );
+}
+
+#[test]
+fn what_one_record_keeps_is_capped() {
+    let limits = Limits {
+        max_record_bytes: 8192,
+        ..Limits::default()
+    };
+    let dkim = "<dkim><domain>a.example</domain><result>pass</result></dkim>";
+    let record_with = |n: usize| {
+        MINIMAL.replace(
+            "<auth_results>",
+            &format!("<auth_results>{}", dkim.repeat(n)),
+        )
+    };
+    // 64 bytes a result plus its values: about 100 results fit in 8 KiB.
+    let (_, records) = read_with(record_with(90).as_bytes(), &limits).unwrap();
+    assert_eq!(records[0].dkim.len(), 91);
+    let err = read_with(record_with(200).as_bytes(), &limits).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the values kept for one record exceeds the limit of 8192"),
+        "{err}"
+    );
+    // Empty elements cost their bookkeeping too.
+    let empties = MINIMAL.replace(
+        "<auth_results>",
+        &format!("<auth_results>{}", "<spf/>".repeat(200)),
+    );
+    assert!(read_with(empties.as_bytes(), &limits).is_err());
+    // The report's own error lines share one budget.
+    let errors = MINIMAL.replace(
+        "<report_id>",
+        &format!("{}<report_id>", "<error>e</error>".repeat(200)),
+    );
+    let err = read_with(errors.as_bytes(), &limits).unwrap_err();
+    assert!(
+        err.to_string().contains("<error> lines and extensions"),
+        "{err}"
+    );
+    // Each record starts afresh.
+    let many = MINIMAL.replace(
+        "</feedback>",
+        &format!(
+            "{}</feedback>",
+            format!("<record><row><source_ip>192.0.2.3</source_ip><count>1</count></row><identifiers><header_from>example.com</header_from></identifiers><auth_results>{}</auth_results></record>", dkim.repeat(90)).repeat(5)
+        ),
+    );
+    assert_eq!(read_with(many.as_bytes(), &limits).unwrap().1.len(), 6);
+}
+
+#[test]
+fn a_doctype_is_refused_before_the_tokenizer_reads_it() {
+    let xml = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE feedback [{}]>{MINIMAL}",
+        "<!ENTITY a \"b\">".repeat(100_000)
+    );
+    let err = read_all(&xml).unwrap_err();
+    assert!(matches!(err, ReportError::Doctype), "{err}");
 }

@@ -95,3 +95,61 @@ pub fn input_files(dir: &std::path::Path) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .collect()
 }
+
+/// What a child process did: exit code, output, and its own peak RSS.
+pub struct Measured {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    /// Peak resident set of this child alone (wait4), in KiB.
+    pub max_rss_kib: i64,
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs `command` to its end, reading its output, and measures the child's own peak RSS
+/// with `wait4` (not RUSAGE_CHILDREN, which mixes in every child the test process had).
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(command: &mut std::process::Command) -> Measured {
+    use std::io::Read;
+    use std::process::Stdio;
+    let started = std::time::Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    // Reaped below by wait4 (which std's wait cannot do: it gives no rusage).
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: wait4 writes only into the status and rusage it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let r = libc::wait4(pid, &mut status, 0, &mut usage);
+        assert_eq!(r, pid, "wait4");
+        usage
+    };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -libc::WTERMSIG(status)
+    };
+    Measured {
+        code,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
+        max_rss_kib: usage.ru_maxrss,
+        elapsed: started.elapsed(),
+    }
+}
