@@ -3,8 +3,9 @@
 //! real ClickHouse 18.16 (started by `deploy/dev/clickhouse.sh`), over the sample reports,
 //! the shared corpus and a few recent reports, so that every query has rows to read. One
 //! of them is for a policy domain a stranger could send, `o'brien"s.example\`: every panel
-//! runs with it selected, alone and with another, and must show its rows. The dashboards
-//! and the Grafana provisioning files are also checked for shape.
+//! runs with it selected, alone and with another, and must show its rows. The dashboards,
+//! the Grafana provisioning files and the ClickHouse users of deploy/compose are also
+//! checked, and the users run on 18.16 as far as 18.16 understands them.
 //!
 //! The Grafana macros are expanded as the grafana-clickhouse-datasource plugin (v4)
 //! expands them, for a fixed range (the same rules as deploy/dev/extract_dashboard_sql.py,
@@ -30,6 +31,7 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -1187,4 +1189,468 @@ fn macros_expand_like_the_plugin() {
     assert!(
         lint("SELECT sum(messages) FROM dmarc.records_daily GROUP BY day ORDER BY day").is_empty()
     );
+}
+
+// ---- The ClickHouse users of deploy/compose (for ClickHouse 25.8) ----
+
+/// An element of a parsed XML file.
+#[derive(Debug, Default)]
+struct Element {
+    name: String,
+    attributes: Vec<(String, String)>,
+    text: String,
+    children: Vec<Element>,
+}
+
+impl Element {
+    fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    fn at(&self, path: &[&str]) -> Option<&Element> {
+        path.iter().try_fold(self, |e, name| e.child(name))
+    }
+
+    /// The trimmed text at `path`, "" if there is none.
+    fn text_at(&self, path: &[&str]) -> &str {
+        self.at(path).map_or("", |e| e.text.trim())
+    }
+
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The texts of the children named `name`.
+    fn texts(&self, name: &str) -> Vec<&str> {
+        self.children
+            .iter()
+            .filter(|c| c.name == name)
+            .map(|c| c.text.trim())
+            .collect()
+    }
+}
+
+/// Parses a whole XML document (well-formed, one root element) into its root element.
+fn parse_xml(text: &str) -> Result<Element, String> {
+    use quick_xml::events::{BytesStart, Event};
+    let open = |e: &BytesStart| -> Result<Element, String> {
+        let mut attributes = Vec::new();
+        for a in e.attributes() {
+            let a = a.map_err(|e| e.to_string())?;
+            let value = a.unescape_value().map_err(|e| e.to_string())?;
+            attributes.push((
+                String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+                value.into_owned(),
+            ));
+        }
+        Ok(Element {
+            name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
+            attributes,
+            ..Element::default()
+        })
+    };
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut stack = vec![Element::default()];
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("at byte {}: {e}", reader.buffer_position()))?;
+        match event {
+            Event::Start(e) => stack.push(open(&e)?),
+            Event::Empty(e) => {
+                let element = open(&e)?;
+                stack.last_mut().unwrap().children.push(element);
+            }
+            Event::End(_) => {
+                let element = stack.pop().unwrap();
+                stack
+                    .last_mut()
+                    .ok_or("unbalanced end tag")?
+                    .children
+                    .push(element);
+            }
+            Event::Text(t) => {
+                let text = t.unescape().map_err(|e| e.to_string())?;
+                stack.last_mut().unwrap().text.push_str(&text);
+            }
+            Event::CData(t) => {
+                let text = String::from_utf8_lossy(&t).into_owned();
+                stack.last_mut().unwrap().text.push_str(&text);
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let mut document = stack.pop().ok_or("no document")?;
+    if !stack.is_empty() || document.children.len() != 1 {
+        return Err("not one root element, or an element left open".into());
+    }
+    Ok(document.children.remove(0))
+}
+
+fn compose_file(name: &str) -> (String, Result<Element, String>) {
+    let path = common::repo_root().join("deploy/compose").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let root = parse_xml(&text);
+    (text, root)
+}
+
+/// The privileges and the target of `GRANT a, b(c, d) ON target`.
+fn parse_grant(query: &str) -> Option<(Vec<String>, String)> {
+    let rest = query.trim().strip_prefix("GRANT ")?;
+    let (privileges, target) = rest.rsplit_once(" ON ")?;
+    let mut list = Vec::new();
+    let mut depth = 0;
+    let mut item = String::new();
+    for c in privileges.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                list.push(item.trim().to_owned());
+                item.clear();
+                continue;
+            }
+            _ => {}
+        }
+        item.push(c);
+    }
+    list.push(item.trim().to_owned());
+    Some((list, target.trim().to_owned()))
+}
+
+/// What ClickHouse 18.16 (no XML grants, no constraints) can run of the shipped users:
+/// each user (named `{prefix}{name}`, password `password`, loopback only) with its profile
+/// (the settings 18.16 knows; `constraints` left out) and, for its grants, the databases
+/// they name (`dmarc` becomes `database`; `system` is open to everyone on 18.16) as
+/// `allow_databases`. A grant on anything else is an error.
+fn users_for_18_16(root: &Element, database: &str, prefix: &str) -> Result<String, String> {
+    let users = root.child("users").ok_or("no <users>")?;
+    let mut profiles = String::new();
+    let mut out = String::new();
+    for user in users.children.iter().filter(|u| u.name != "default") {
+        let mut profile = user.text_at(&["profile"]).to_owned();
+        if profile != "default" {
+            let settings = root
+                .at(&["profiles", &profile])
+                .ok_or(format!("no profile {profile}"))?;
+            profile = format!("{prefix}{profile}");
+            let _ = write!(profiles, "<{profile}>");
+            for s in settings.children.iter().filter(|s| s.name != "constraints") {
+                let _ = write!(profiles, "<{0}>{1}</{0}>", s.name, s.text.trim());
+            }
+            let _ = write!(profiles, "</{profile}>");
+        }
+        let mut databases = BTreeSet::new();
+        for query in user
+            .child("grants")
+            .map(|g| g.texts("query"))
+            .unwrap_or_default()
+        {
+            let (_, target) = parse_grant(query).ok_or(format!("grant {query:?}"))?;
+            match target.split_once('.') {
+                Some(("dmarc", _)) => databases.insert(database.to_owned()),
+                Some(("system", _)) => false,
+                _ => return Err(format!("{}: grant on {target}", user.name)),
+            };
+        }
+        let _ = write!(
+            out,
+            "<{prefix}{0}><password>password</password><networks><ip>127.0.0.1</ip><ip>::1</ip>\
+             </networks><profile>{profile}</profile><quota>{1}</quota><allow_databases>{2}\
+             </allow_databases></{prefix}{0}>",
+            user.name,
+            user.text_at(&["quota"]),
+            databases
+                .iter()
+                .map(|d| format!("<database>{d}</database>"))
+                .collect::<String>()
+        );
+    }
+    Ok(format!(
+        "<?xml version=\"1.0\"?>\n<yandex><profiles>{profiles}</profiles><users>{out}</users></yandex>\n"
+    ))
+}
+
+/// Checks of the shipped users that no server here can run: what makes them narrow on
+/// ClickHouse 25.8 (grants, constraints, the access control of config.d), and that the
+/// files fit together (compose mounts them and sets their passwords; the data source's
+/// timeout fits the constraint).
+#[test]
+fn compose_clickhouse_users_are_narrow() {
+    let mut problems = Vec::new();
+    let (_, users) = compose_file("clickhouse-users.xml");
+    let root = users.unwrap_or_else(|e| panic!("clickhouse-users.xml: {e}"));
+    let (_, access) = compose_file("clickhouse-access.xml");
+    let access = access.unwrap_or_else(|e| panic!("clickhouse-access.xml: {e}"));
+    let compose = std::fs::read_to_string(common::repo_root().join("deploy/compose.yaml")).unwrap();
+    let datasource = std::fs::read_to_string(
+        common::repo_root().join("deploy/grafana/provisioning/datasources/clickhouse.yaml"),
+    )
+    .unwrap();
+
+    assert_eq!(root.name, "clickhouse");
+    assert_eq!(access.name, "clickhouse");
+    for flag in [
+        "select_from_system_db_requires_grant",
+        "select_from_information_schema_requires_grant",
+        "settings_constraints_replace_previous",
+    ] {
+        if access.text_at(&["access_control_improvements", flag]) != "true" {
+            problems.push(format!("clickhouse-access.xml: {flag} is not true"));
+        }
+    }
+    for mount in [
+        "./compose/clickhouse-users.xml:/etc/clickhouse-server/users.d/",
+        "./compose/clickhouse-access.xml:/etc/clickhouse-server/config.d/",
+    ] {
+        if !compose.contains(mount) {
+            problems.push(format!("compose.yaml does not mount {mount}"));
+        }
+    }
+
+    let users = root.child("users").expect("<users>");
+    let names: Vec<&str> = users.children.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["default", "grafana", "dmarc_ingest"]);
+    let default = users.child("default").unwrap();
+    if default
+        .at(&["networks"])
+        .and_then(|n| n.attribute("replace"))
+        != Some("replace")
+        || default.at(&["networks"]).unwrap().texts("ip") != ["::1", "127.0.0.1"]
+    {
+        problems.push("default: not kept to the loopback addresses".into());
+    }
+    for user in users.children.iter().filter(|u| u.name != "default") {
+        let mut bad = |what: String| problems.push(format!("{}: {what}", user.name));
+        match user.child("password").and_then(|p| p.attribute("from_env")) {
+            Some(var) if compose.contains(&format!("{var}: ${{{var}:?")) => {}
+            other => bad(format!(
+                "password from_env {other:?}, not required by compose.yaml"
+            )),
+        }
+        // <grants> replace the default (everything); these would widen it again.
+        for wide in [
+            "access_management",
+            "allow_databases",
+            "databases",
+            "allow_dictionaries",
+        ] {
+            if user.child(wide).is_some() {
+                bad(format!("has <{wide}>"));
+            }
+        }
+        if user.child("grants").is_none() {
+            bad("no <grants>: it would have every privilege".into());
+        }
+    }
+
+    // grafana: readonly = 1, SELECT on dmarc, and only max_execution_time changeable, in
+    // bounds that hold what the plugin sends (queryTimeout + 5).
+    let grafana = users.child("grafana").unwrap();
+    let grants: Vec<&str> = grafana
+        .child("grants")
+        .map(|g| g.texts("query"))
+        .unwrap_or_default();
+    if grants != ["GRANT SELECT ON dmarc.*"] {
+        problems.push(format!("grafana: grants {grants:?}"));
+    }
+    let profile = root
+        .at(&["profiles", grafana.text_at(&["profile"])])
+        .expect("grafana's profile");
+    if profile.text_at(&["readonly"]) != "1" {
+        problems.push("grafana: readonly is not 1".into());
+    }
+    let query_timeout: u64 = datasource
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("queryTimeout:"))
+        .and_then(|v| v.split('#').next()?.trim().parse().ok())
+        .expect("queryTimeout in the data source");
+    let constraints: Vec<&Element> = profile
+        .child("constraints")
+        .map(|c| c.children.iter().collect())
+        .unwrap_or_default();
+    match constraints[..] {
+        [c] if c.name == "max_execution_time" => {
+            let min: u64 = c.text_at(&["min"]).parse().unwrap_or(0);
+            let max: u64 = c.text_at(&["max"]).parse().unwrap_or(0);
+            if c.child("changeable_in_readonly").is_none() || min < 1 || max < query_timeout + 5 {
+                problems.push(format!(
+                    "grafana: max_execution_time must be changeable_in_readonly, from 1 (0 is \
+                     no limit) up to at least queryTimeout + 5 = {}",
+                    query_timeout + 5
+                ));
+            }
+        }
+        _ => problems.push("grafana: constraints other than max_execution_time".into()),
+    }
+
+    // dmarc_ingest: what schema apply, import and run need, on dmarc; system.parts' columns.
+    let ingest = users.child("dmarc_ingest").unwrap();
+    let mut privileges = BTreeSet::new();
+    for query in ingest
+        .child("grants")
+        .map(|g| g.texts("query"))
+        .unwrap_or_default()
+    {
+        match parse_grant(query) {
+            Some((list, target)) if target == "dmarc.*" => privileges.extend(list),
+            Some((list, target))
+                if target == "system.parts"
+                    && list == ["SELECT(database, table, partition, active)"] => {}
+            _ => problems.push(format!("dmarc_ingest: grant {query:?}")),
+        }
+    }
+    let wanted: BTreeSet<String> = [
+        "CREATE DATABASE",
+        "CREATE TABLE",
+        "CREATE VIEW",
+        "ALTER ADD COLUMN",
+        "SELECT",
+        "INSERT",
+        "ALTER DELETE",
+    ]
+    .map(String::from)
+    .into();
+    if privileges != wanted {
+        problems.push(format!(
+            "dmarc_ingest: privileges on dmarc.* {privileges:?}, expected {wanted:?} \
+             (change both on purpose)"
+        ));
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// The shipped users on the 18.16 server, as far as it understands them (see
+/// [`users_for_18_16`]): the importer creates the schema and imports into its database
+/// and reads no other; Grafana runs every dashboard (the quote domain selected too) with
+/// `readonly = 1` and is refused writes, DDL, SET, table functions and other databases.
+/// Not covered here (18.16 lacks them): the grants' privilege lists, the system tables'
+/// grants and the changeable_in_readonly max_execution_time the plugin sends.
+#[test]
+fn compose_clickhouse_users_on_clickhouse_18_16() {
+    const PREFIX: &str = "test_compose_";
+    let (_, root) = compose_file("clickhouse-users.xml");
+    let root = root.unwrap_or_else(|e| panic!("clickhouse-users.xml: {e}"));
+    let db = TestDb::fresh("compose_users");
+    let other = format!("{}_other", db.database);
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {}", db.database),
+        format!("DROP DATABASE IF EXISTS {other}"),
+        format!("CREATE DATABASE {other}"),
+        format!("CREATE TABLE {other}.secret (x UInt8) ENGINE = Memory"),
+        format!("INSERT INTO {other}.secret VALUES (1)"),
+    ] {
+        db.sql(&sql);
+    }
+
+    /// Removes the users file again, whatever happens.
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let users_d = common::clickhouse::shared_users_d();
+    std::fs::create_dir_all(&users_d).unwrap();
+    let file = Remove(users_d.join("test-compose-users.xml"));
+    let xml = users_for_18_16(&root, &db.database, PREFIX).unwrap();
+    std::fs::write(&file.0, xml).unwrap();
+    let url = |user: &str| format!("{}/?user={PREFIX}{user}&password=password", db.url);
+    let (grafana, ingest) = (url("grafana"), url("dmarc_ingest"));
+    let started = std::time::Instant::now();
+    while [&grafana, &ingest]
+        .iter()
+        .any(|u| run_at(u, "SELECT 1").is_err())
+    {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the server did not load {}: {:?}",
+            file.0.display(),
+            run_at(&grafana, "SELECT 1")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // The importer, as dmarc_ingest: schema apply and import (a broken file too, for the
+    // `failures` panels); no other database.
+    let reports = tempfile::tempdir().unwrap();
+    write_recent_reports(reports.path());
+    std::fs::write(
+        reports.path().join("broken.xml"),
+        "<feedback><report_metadata>",
+    )
+    .unwrap();
+    let as_ingest = [
+        (
+            "DMARC_INGEST_CLICKHOUSE_USER",
+            format!("{PREFIX}dmarc_ingest"),
+        ),
+        ("DMARC_INGEST_CLICKHOUSE_PASSWORD", "password".to_owned()),
+    ];
+    let out = db
+        .command(&["schema", "apply"])
+        .envs(as_ingest.clone())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "schema apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = reports.path().display().to_string();
+    let out = db
+        .command(&["import", &dir])
+        .envs(as_ingest)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db.number("SELECT count() FROM {database}.reports"), 3);
+    let mut problems = Vec::new();
+    let secret = format!("SELECT x FROM {other}.secret");
+    match run_at(&ingest, &secret) {
+        Err(e) if e.contains("Code: 291") => {}
+        answer => problems.push(format!("dmarc_ingest reads {other}: {answer:?}")),
+    }
+
+    // Grafana: every dashboard, read-only.
+    let ran = run_dashboards(&grafana, &db.database, &mut problems);
+    if ran < 140 {
+        problems.push(format!("only {ran} dashboard queries ran"));
+    }
+    let d = &db.database;
+    for (sql, code) in [
+        (
+            format!("INSERT INTO {d}.ingest_log (source) VALUES ('x')"),
+            164,
+        ),
+        (format!("CREATE TABLE {d}.x (x UInt8) ENGINE = Memory"), 164),
+        (format!("DROP TABLE {d}.reports"), 164),
+        (format!("ALTER TABLE {d}.reports DELETE WHERE 1"), 164),
+        ("SET max_memory_usage = 1".to_owned(), 164),
+        ("SELECT * FROM numbers(1)".to_owned(), 164),
+        (secret, 291),
+    ] {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--data-binary", &sql, &grafana])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() || !text.contains(&format!("Code: {code}")) {
+            problems.push(format!(
+                "grafana: {sql}: not refused with code {code}: {text}"
+            ));
+        }
+    }
+    assert_eq!(db.number("SELECT count() FROM {database}.reports"), 3);
+    db.sql(&format!("DROP DATABASE IF EXISTS {other}"));
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
