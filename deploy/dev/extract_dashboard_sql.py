@@ -7,15 +7,22 @@ In:  deploy/grafana/dashboards/*.json (or the files given): each panel target's
      `rawSql` and each query variable's `query`.
 Out: OUT.sql, one statement per query (';'-separated, each after a `--` line naming
      dashboard and panel), with the Grafana macros expanded the way the
-     grafana-clickhouse-datasource plugin expands them, for a fixed time range.
-     Exits 1 (and writes nothing) if a query uses a macro or variable not listed below,
-     so a new one is added here (and in ingest/tests/queries.rs) on purpose.
+     grafana-clickhouse-datasource plugin expands them, for a fixed time range; each panel
+     twice, once per selection of the `domain` variable below; then checks that fail
+     (throwIf) unless the variable and the domain filters handle a stored policy_domain
+     with quotes and a trailing backslash (they insert one row into dmarc.reports, so the
+     file is for a scratch engine, as check-modern-engine.sh's). Exits 1 (and writes
+     nothing) if a query uses a macro or variable not listed below, so a new one is added
+     here (and in ingest/tests/queries.rs) on purpose.
 
 Expansion (the same as ingest/tests/queries.rs):
+  $__conditionalAll(cond, $domain) -> 1=1 for "All" (or nothing selected), else cond
+  ${domain:singlequote}  -> the selected values, each in '...' with ' escaped as \' (and
+                            nothing else, as Grafana does); the values are hex:
+                            hex('example.com'), hex('o'brien"s.example\')
   $__timeFilter(col)     -> col >= toDateTime(1500000000) AND col <= toDateTime(1900000000)
   $__dateFilter(col)     -> col >= toDate('2017-07-14') AND col <= toDate('2030-03-17')
   $__fromTime, $__toTime -> toDateTime(1500000000), toDateTime(1900000000)
-  ${domain:singlequote}, ${domain}, $domain -> 'example.com','example.org'
 """
 
 from __future__ import annotations
@@ -29,15 +36,53 @@ FROM_TS = 1_500_000_000  # 2017-07-14T02:40:00Z
 TO_TS = 1_900_000_000  # 2030-03-17T17:46:40Z
 FROM_DATE = "2017-07-14"
 TO_DATE = "2030-03-17"
-DOMAINS = ["example.com", "example.org"]
+QUOTE_DOMAIN = "o'brien\"s.example\\"  # both quotes and a trailing backslash
+# The domain variable's values (hex(policy_domain)), and the selections each panel is
+# written with (None is "All", which lists every value).
+VALUES = [d.encode().hex().upper() for d in (QUOTE_DOMAIN, "example.com")]
+SELECTIONS: dict[str, list[str] | None] = {"All": None, "the quote domain and example.com": VALUES}
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
+CONDITIONAL_ALL = "$__conditionalAll("
 
 
-def expand(sql: str, domains: list[str] = DOMAINS) -> str:
-    """Expand the macros and variables the shipped dashboards use; raise on others."""
-    quoted = ",".join("'" + d.replace("\\", "\\\\").replace("'", "\\'") + "'" for d in domains)
+def macro_args(sql: str, open_at: int) -> tuple[list[str], int] | None:
+    """The plugin's split of a macro's arguments (commas outside nested parentheses) and
+    the index after its `)`; None if the parentheses do not close."""
+    depth, start, args = 0, open_at + 1, []
+    for i in range(open_at, len(sql)):
+        c = sql[i]
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "," and depth == 1:
+            args.append(sql[start:i])
+            start = i + 1
+        if depth == 0:
+            args.append(sql[start:i])
+            return args, i + 1
+    return None
+
+
+def conditional_all(sql: str, values: list[str] | None) -> str:
+    """The plugin's $__conditionalAll, from the last one back (applyConditionalAll)."""
+    while (at := sql.rfind(CONDITIONAL_ALL)) >= 0:
+        parsed = macro_args(sql, at + len(CONDITIONAL_ALL) - 1)
+        if parsed is None or len(parsed[0]) != 2:
+            return sql
+        (condition, variable), end = parsed
+        var = re.search(r"(?<=\$\{)\w+(?=\})|(?<=\$)\w+", variable.strip())
+        everything = var is not None and var[0] == "domain" and not values
+        sql = sql[:at] + ("1=1" if everything else condition) + sql[end:]
+    return sql
+
+
+def expand(sql: str, values: list[str] | None = None) -> str:
+    """Expand the macros and variables the shipped dashboards use; raise on others.
+    `values`: the selected values of `domain` (None: "All")."""
+    sql = conditional_all(sql, values)
     sql = re.sub(
         r"\$__timeFilter\(\s*([^()]+?)\s*\)",
         lambda m: f"{m[1]} >= toDateTime({FROM_TS}) AND {m[1]} <= toDateTime({TO_TS})",
@@ -50,8 +95,9 @@ def expand(sql: str, domains: list[str] = DOMAINS) -> str:
     )
     sql = sql.replace("$__fromTime", f"toDateTime({FROM_TS})")
     sql = sql.replace("$__toTime", f"toDateTime({TO_TS})")
-    sql = sql.replace("${domain:singlequote}", quoted).replace("${domain}", quoted)
-    sql = re.sub(r"\$domain\b", quoted, sql)
+    listed = VALUES if values is None else values
+    quoted = ",".join("'" + v.replace("'", "\\'") + "'" for v in listed)
+    sql = sql.replace("${domain:singlequote}", quoted)
     left = re.search(r"\$\{?\w+", sql)
     if left:
         raise ValueError(f"unknown macro or variable {left[0]!r}")
@@ -76,6 +122,29 @@ def queries(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+def quote_domain_checks(variable_sql: str, conditions: set[str]) -> list[str]:
+    """Statements that fail (throwIf) unless the domain variable lists QUOTE_DOMAIN as its
+    hex value with a label free of quotes and backslashes, and each domain filter
+    ($__conditionalAll condition) with it selected keeps that domain and no other. They
+    insert one row into dmarc.reports first: run them last, on a scratch engine."""
+    literal = "'" + QUOTE_DOMAIN.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    label = QUOTE_DOMAIN.replace("'", "?").replace("\\", "?")
+    out = [
+        "INSERT INTO dmarc.reports (policy_domain, org_name, report_id)\n"
+        f"VALUES ({literal}, 'extract_dashboard_sql', 'quote-domain-check')",
+        f"SELECT throwIf(countIf(__value = '{VALUES[0]}' AND __text = '{label}') != 1,\n"
+        "               'the domain variable does not list the quote domain as hex')\n"
+        f"FROM ({variable_sql.strip().rstrip(';')})",
+    ]
+    for condition in sorted(conditions):
+        out.append(
+            f"SELECT throwIf(groupUniqArray(policy_domain) != [{literal}],\n"
+            "               'a domain filter does not keep exactly the quote domain')\n"
+            f"FROM dmarc.reports WHERE {expand(condition, VALUES[:1])}"
+        )
+    return out
+
+
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__, file=sys.stderr)
@@ -84,17 +153,37 @@ def main() -> int:
     files = [Path(a) for a in sys.argv[2:]] or sorted(DASHBOARDS.glob("*.json"))
     chunks = [
         "-- Generated by deploy/dev/extract_dashboard_sql.py from the Grafana dashboards;\n"
-        f"-- macros expanded for {FROM_DATE} .. {TO_DATE} and domains {', '.join(DOMAINS)}.\n"
+        f"-- macros expanded for {FROM_DATE} .. {TO_DATE}, domain selections: {', '.join(SELECTIONS)}.\n"
     ]
     count = 0
+    variable_sql, conditions = None, set()
     for path in files:
         for label, raw in queries(path):
-            try:
-                sql = expand(raw)
-            except ValueError as e:
-                print(f"extract_dashboard_sql: {label}: {e}", file=sys.stderr)
-                return 1
-            chunks.append(f"-- {label}\n{sql.strip().rstrip(';')};\n")
+            variable = label.endswith("variable $domain")
+            if variable:
+                variable_sql = variable_sql or raw
+            at = 0
+            while (at := raw.find(CONDITIONAL_ALL, at)) >= 0:
+                parsed = macro_args(raw, at + len(CONDITIONAL_ALL) - 1)
+                if parsed is None:
+                    break
+                conditions.add(parsed[0][0])
+                at = parsed[1]
+            for selected, values in SELECTIONS.items():
+                try:
+                    sql = expand(raw, values)
+                except ValueError as e:
+                    print(f"extract_dashboard_sql: {label}: {e}", file=sys.stderr)
+                    return 1
+                which = "" if variable else f" [domain: {selected}]"
+                chunks.append(f"-- {label}{which}\n{sql.strip().rstrip(';')};\n")
+                count += 1
+                if variable:
+                    break
+    if variable_sql is not None:
+        chunks.append("-- Checks: the quote domain, selected, reaches exactly its rows.")
+        for sql in quote_domain_checks(variable_sql, conditions):
+            chunks.append(f"{sql};\n")
             count += 1
     out.write_text("\n".join(chunks), encoding="utf-8")
     print(f"extract_dashboard_sql: {count} queries from {len(files)} dashboards -> {out}", file=sys.stderr)

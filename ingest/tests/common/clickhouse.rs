@@ -252,3 +252,13 @@ impl Drop for OwnServer {
         self.script("stop");
     }
 }
+
+/// The `users.d` directory of the shared server (`deploy/dev/clickhouse.sh` keeps its
+/// config in `$DMARC_STATE_DIR/clickhouse/etc`): a file there adds users and profiles,
+/// which the server loads within seconds, without a restart.
+pub fn shared_users_d() -> PathBuf {
+    let state = std::env::var_os("DMARC_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".state"));
+    state.join("clickhouse/etc/users.d")
+}
