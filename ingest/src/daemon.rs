@@ -21,10 +21,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::config::ImapConfig;
 use crate::config::{Config, Limits};
 use crate::failure::Retry;
 use crate::input::{self, InputError};
-use crate::mailbox::{FetchedMessage, IdleOutcome, ImapConfig, Mailbox, MailboxError};
+use crate::mailbox::{FetchedMessage, IdleOutcome, Mailbox, MailboxError};
 use crate::message::MessageError;
 use crate::metrics::Metrics;
 use crate::pipeline::{Event, Feeder};

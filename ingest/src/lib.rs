@@ -3,7 +3,8 @@
 //! The data path, one module per stage, in the order a report travels:
 //!
 //! - [`config`]: TOML file + `DMARC_INGEST_*` environment -> validated [`config::Config`].
-//! - [`mailbox`]: IMAP -> raw messages by UID; moves them to Archive/Invalid after.
+//! - [`mailbox`]: IMAP -> raw messages by UID; moves them to Archive/Invalid after (split
+//!   into session, TLS, UID sets and errors; its settings are [`config::ImapConfig`]).
 //! - [`input`]: files, directories, mbox and Maildir -> messages and containers (the
 //!   file-side driver of the stages below).
 //! - [`message`]: one raw mail (MIME) -> its report attachments.

@@ -13,7 +13,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_imap::types::Flag;
-use dmarc_ingest::mailbox::{AuthMethod, IdleOutcome, ImapConfig, Mailbox, MailboxError, TlsMode};
+use dmarc_ingest::config::{AuthMethod, ImapConfig, TlsMode};
+use dmarc_ingest::mailbox::{IdleOutcome, Mailbox, MailboxError};
 use futures::TryStreamExt;
 
 /// The shared dev dovecot: where its script, state and ports are.

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dmarc_ingest::mailbox::{ImapConfig, Mailbox, TlsMode};
+use dmarc_ingest::config::{ImapConfig, TlsMode};
+use dmarc_ingest::mailbox::Mailbox;
 
 use super::repo_root;
 

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use crate::mailbox::ImapConfig;
+mod imap;
+pub use imap::*;
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "DMARC_INGEST_";
