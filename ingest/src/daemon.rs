@@ -15,26 +15,32 @@
 //! [`MAX_ATTEMPTS_PER_MESSAGE`] times, then quarantined. Shutdown (SIGTERM, SIGINT)
 //! lets the batch in flight finish, then every worker logs out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::ImapConfig;
-use crate::config::{Config, Limits};
-use crate::failure::Retry;
+use crate::config::{Config, ImapConfig, Limits};
+use crate::failure::{FailureKind, Retry};
 use crate::input::{self, InputError};
 use crate::mailbox::{FetchedMessage, IdleOutcome, Mailbox, MailboxError};
 use crate::message::MessageError;
 use crate::metrics::Metrics;
 use crate::pipeline::{Event, Feeder};
-use crate::store::{self, Store};
+use crate::store::{self, LogEntry, Store, StoreError};
 
-/// Times a message whose rows ClickHouse refuses is tried (alone) before quarantine.
+/// Attempts at one mail (each recorded before it is processed, counted across restarts)
+/// before it is quarantined without another try.
 pub const MAX_ATTEMPTS_PER_MESSAGE: u32 = 3;
 
-/// What one run of the daemon did (for `--once` and the exit code).
+/// Error texts a `--once` summary keeps; past this only the count grows.
+const MAX_SUMMARY_ERRORS: usize = 1_000;
+
+/// What one run of the daemon did (for `--once` and the exit code). Counters only; the
+/// texts of the failures are kept for `--once` alone (a daemon that runs for months logs
+/// each failure instead of keeping it).
 #[derive(Debug, Default, Clone)]
 pub struct RunSummary {
     pub fetched: u64,
@@ -43,11 +49,28 @@ pub struct RunSummary {
     pub reports: u64,
     pub records: u64,
     pub duplicates: u64,
-    /// Failures: quarantined mail and failed attachments, and errors that ended a worker.
+    /// Failures: quarantined mail, failed attachments, errors that ended a worker.
+    pub failures: u64,
+    /// Their texts (`--once` only, at most [`MAX_SUMMARY_ERRORS`]).
     pub errors: Vec<String>,
+    keep_errors: bool,
 }
 
 impl RunSummary {
+    fn new(keep_errors: bool) -> Self {
+        RunSummary {
+            keep_errors,
+            ..RunSummary::default()
+        }
+    }
+
+    fn error(&mut self, text: String) {
+        self.failures += 1;
+        if self.keep_errors && self.errors.len() < MAX_SUMMARY_ERRORS {
+            self.errors.push(text);
+        }
+    }
+
     fn merge(&mut self, other: RunSummary) {
         self.fetched += other.fetched;
         self.archived += other.archived;
@@ -55,11 +78,13 @@ impl RunSummary {
         self.reports += other.reports;
         self.records += other.records;
         self.duplicates += other.duplicates;
-        self.errors.extend(other.errors);
+        self.failures += other.failures;
+        let room = MAX_SUMMARY_ERRORS.saturating_sub(self.errors.len());
+        self.errors.extend(other.errors.into_iter().take(room));
     }
 
     pub fn failed(&self) -> bool {
-        !self.errors.is_empty()
+        self.failures > 0
     }
 }
 
@@ -74,10 +99,17 @@ impl std::fmt::Display for RunSummary {
             self.reports,
             self.records,
             self.duplicates,
-            self.errors.len()
+            self.failures
         )?;
         for e in &self.errors {
             writeln!(f, "  {e}")?;
+        }
+        if self.failures > self.errors.len() as u64 && !self.errors.is_empty() {
+            writeln!(
+                f,
+                "  ... and {} more",
+                self.failures - self.errors.len() as u64
+            )?;
         }
         Ok(())
     }
@@ -90,14 +122,22 @@ enum RoundError {
     Imap(#[from] MailboxError),
     #[error("{0}")]
     Store(String),
+    #[error("the mailbox's UIDVALIDITY changed from {was} to {now}: its UIDs were renumbered")]
+    UidValidityChanged { was: u32, now: u32 },
 }
 
 impl RoundError {
     fn is_transient(&self) -> bool {
         match self {
             RoundError::Imap(e) => e.is_transient(),
-            RoundError::Store(_) => true,
+            RoundError::Store(_) | RoundError::UidValidityChanged { .. } => true,
         }
+    }
+}
+
+impl From<StoreError> for RoundError {
+    fn from(e: StoreError) -> Self {
+        RoundError::Store(e.to_string())
     }
 }
 
@@ -130,6 +170,11 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> RunSummary {
+    match store.drop_stale_attempts().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(partitions = n, "dropped old mail_attempts partitions"),
+        Err(e) => tracing::warn!(error = %e, "cannot drop old mail_attempts partitions"),
+    }
     let shared = Shared {
         store,
         limits: config.limits.clone(),
@@ -145,33 +190,60 @@ pub async fn run(
         let shared = shared.clone();
         workers.push(tokio::spawn(async move { worker(account, shared).await }));
     }
-    let mut summary = RunSummary::default();
+    let mut summary = RunSummary::new(once);
     for w in workers {
         match w.await {
             Ok(s) => summary.merge(s),
-            Err(e) => summary.errors.push(format!("a mailbox worker failed: {e}")),
+            Err(e) => summary.error(format!("a mailbox worker failed: {e}")),
         }
     }
     summary
 }
 
-/// `user@host/mailbox`, for logs and metrics labels.
+/// `user@host/mailbox`, for logs, metrics labels and `mail_attempts`.
 fn label(account: &ImapConfig) -> String {
     format!("{}@{}/{}", account.username, account.host, account.mailbox)
+}
+
+/// What a worker remembers about the mail in its inbox between rounds (pruned to the
+/// UIDs still there, so it never grows past the inbox).
+#[derive(Debug, Default)]
+struct Memory {
+    uid_validity: u32,
+    /// Recorded attempts that ended because ClickHouse was down: not the mail's fault.
+    forgiven: HashMap<u32, u32>,
+    /// The last failure of each mail that is being retried alone.
+    last_failure: HashMap<u32, (FailureKind, String)>,
+}
+
+impl Memory {
+    /// Forgets what concerns mail no longer in `uids` (or another UIDVALIDITY).
+    fn keep_only(&mut self, uid_validity: u32, uids: &[u32]) {
+        if uid_validity != self.uid_validity {
+            *self = Memory {
+                uid_validity,
+                ..Memory::default()
+            };
+            return;
+        }
+        let present: std::collections::HashSet<u32> = uids.iter().copied().collect();
+        self.forgiven.retain(|uid, _| present.contains(uid));
+        self.last_failure.retain(|uid, _| present.contains(uid));
+    }
 }
 
 /// One mailbox, until shutdown (or drained with `once`); reconnects with backoff.
 async fn worker(account: ImapConfig, shared: Shared) -> RunSummary {
     let label = label(&account);
-    let mut summary = RunSummary::default();
+    let mut summary = RunSummary::new(shared.once);
     let mut failed_rounds: u32 = 0;
-    let mut attempts: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut memory = Memory::default();
     shared.metrics.set_connected(&label, false);
     loop {
         if *shared.shutdown.borrow() {
             break;
         }
-        let result = round(&account, &label, &shared, &mut summary, &mut attempts).await;
+        let result = round(&account, &label, &shared, &mut summary, &mut memory).await;
         shared.metrics.set_connected(&label, false);
         match result {
             Ok(RoundEnd::Drained) | Ok(RoundEnd::Shutdown) => break,
@@ -184,7 +256,7 @@ async fn worker(account: ImapConfig, shared: Shared) -> RunSummary {
                 let give_up =
                     !e.is_transient() || (shared.once && failed_rounds >= shared.max_attempts);
                 if give_up {
-                    summary.errors.push(format!("{label}: {e}"));
+                    summary.error(format!("{label}: {e}"));
                     if shared.once {
                         break;
                     }
@@ -234,6 +306,52 @@ fn stopped(shutdown: &watch::Receiver<bool>) -> impl std::future::Future<Output 
     }
 }
 
+/// How the mail of one round is processed: what is quarantined before any try (its
+/// attempts ran out), then the batches, suspects (mail with an unfinished attempt) alone
+/// first, then the rest in batches bounded by count and bytes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    exhausted: Vec<u32>,
+    batches: Vec<Vec<u32>>,
+}
+
+/// Plans a round (pure). `attempts` are the recorded attempts less the forgiven ones.
+fn plan(
+    sizes: &BTreeMap<u32, u64>,
+    attempts: &HashMap<u32, u32>,
+    max_messages: usize,
+    max_bytes: u64,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut fresh = Vec::new();
+    for &uid in sizes.keys() {
+        match attempts.get(&uid).copied().unwrap_or(0) {
+            0 => fresh.push(uid),
+            n if n >= MAX_ATTEMPTS_PER_MESSAGE => plan.exhausted.push(uid),
+            _ => plan.batches.push(vec![uid]),
+        }
+    }
+    let mut batch: Vec<u32> = Vec::new();
+    let mut bytes = 0u64;
+    for uid in fresh {
+        let size = sizes.get(&uid).copied().unwrap_or(0);
+        if !batch.is_empty() && (batch.len() >= max_messages.max(1) || bytes + size > max_bytes) {
+            plan.batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        batch.push(uid);
+        bytes += size;
+    }
+    if !batch.is_empty() {
+        plan.batches.push(batch);
+    }
+    plan
+}
+
+/// Rounds in a row without a mail moved after which `--once` stops (each round adds an
+/// attempt to every mail left, so mail that keeps failing is quarantined before this).
+const MAX_IDLE_ROUNDS_ONCE: u32 = MAX_ATTEMPTS_PER_MESSAGE + 2;
+
 /// One connection's life: connect, then rounds of fetch/write/move and IDLE. The bool
 /// of the error says whether anything was committed before it (resets the backoff).
 async fn round(
@@ -241,7 +359,7 @@ async fn round(
     label: &str,
     shared: &Shared,
     summary: &mut RunSummary,
-    attempts: &mut HashMap<(u32, u32), u32>,
+    memory: &mut Memory,
 ) -> Result<RoundEnd, (RoundError, bool)> {
     let mut progressed = false;
     let fail = |e: RoundError, p: bool| (e, p);
@@ -258,16 +376,17 @@ async fn round(
         .select(&account.mailbox)
         .await
         .map_err(|e| fail(e.into(), false))?;
-    // Retry counters are per UID; a new UIDVALIDITY renumbers the mailbox.
-    attempts.retain(|(validity, _), _| *validity == selected.uid_validity);
+    let validity = selected.uid_validity;
     shared.metrics.set_connected(label, true);
-    tracing::info!(mailbox = %label, uid_validity = selected.uid_validity, exists = selected.exists, "mailbox selected");
+    tracing::info!(mailbox = %label, uid_validity = validity, exists = selected.exists, "mailbox selected");
+    let mut idle_rounds = 0;
     loop {
         let uids = mailbox
             .uids()
             .await
             .map_err(|e| fail(e.into(), progressed))?;
         shared.metrics.set_backlog(label, uids.len() as u64);
+        memory.keep_only(validity, &uids);
         if uids.is_empty() {
             if shared.once {
                 let _ = mailbox.logout().await;
@@ -280,90 +399,295 @@ async fn round(
             };
             continue;
         }
-        // Messages that failed before go alone, so one cannot sink a whole batch again.
-        let (suspects, fresh): (Vec<u32>, Vec<u32>) = uids
-            .iter()
-            .partition(|uid| attempts.contains_key(&(selected.uid_validity, **uid)));
-        let mut batches: Vec<Vec<u32>> = suspects.into_iter().map(|u| vec![u]).collect();
-        batches.extend(
-            fresh
-                .chunks(account.fetch_batch.max(1) as usize)
-                .map(<[u32]>::to_vec),
+        let (first, last) = (uids[0], uids[uids.len() - 1]);
+        let recorded = shared
+            .store
+            .attempts(label, validity, first, last)
+            .await
+            .map_err(|e| fail(e.into(), progressed))?;
+        let attempts: HashMap<u32, u32> = recorded
+            .into_iter()
+            .map(|(uid, n)| {
+                let forgiven = memory.forgiven.get(&uid).copied().unwrap_or(0);
+                (uid, n.saturating_sub(forgiven))
+            })
+            .collect();
+        let sizes = mailbox
+            .sizes(&uids)
+            .await
+            .map_err(|e| fail(e.into(), progressed))?;
+        let plan = plan(
+            &sizes,
+            &attempts,
+            account.fetch_batch as usize,
+            account.fetch_batch_bytes,
         );
         let mut moved_any = false;
-        for batch in batches {
+        if !plan.exhausted.is_empty() {
+            quarantine_exhausted(
+                &mut mailbox,
+                account,
+                label,
+                validity,
+                &plan.exhausted,
+                &attempts,
+                shared,
+                summary,
+                memory,
+            )
+            .await
+            .map_err(|e| fail(e, progressed))?;
+            moved_any = true;
+            progressed = true;
+        }
+        for batch in plan.batches {
+            // The attempt is on record before the mail is touched: if this process dies
+            // on it, the next one knows.
+            shared
+                .store
+                .record_attempts(label, validity, &batch)
+                .await
+                .map_err(|e| fail(e.into(), progressed))?;
             let messages = mailbox
                 .fetch(&batch, shared.limits.max_message_bytes)
                 .await
                 .map_err(|e| fail(e.into(), progressed))?;
             Metrics::add(&shared.metrics.messages_fetched, messages.len() as u64);
             summary.fetched += messages.len() as u64;
-            let verdict = write_batch(messages, label, selected.uid_validity, shared).await;
-            let mut archive = verdict.archive;
-            let mut invalid = verdict.invalid;
-            for uid in verdict.refused {
-                let n = attempts.entry((selected.uid_validity, uid)).or_insert(0);
-                *n += 1;
-                if *n >= MAX_ATTEMPTS_PER_MESSAGE {
-                    invalid.push(uid);
-                }
-            }
-            archive.sort_unstable();
-            invalid.sort_unstable();
-            if !archive.is_empty() {
-                mailbox
-                    .move_to(&archive, &account.archive_mailbox)
+            let keepalive = Duration::from_secs(account.keepalive_secs);
+            let work = write_batch(messages, label, validity, shared);
+            let (verdict, lost) = with_keepalive(&mut mailbox, keepalive, work).await;
+            if let Some(e) = lost {
+                tracing::warn!(mailbox = %label, error = %e, "IMAP session lost while the batch was written; reconnecting to move it");
+                mailbox = reopen(account, validity)
                     .await
-                    .map_err(|e| fail(e.into(), true))?;
-                Metrics::add(&shared.metrics.messages_archived, archive.len() as u64);
-                summary.archived += archive.len() as u64;
+                    .map_err(|e| fail(e, progressed))?;
             }
-            if !invalid.is_empty() {
-                mailbox
-                    .move_to(&invalid, &account.invalid_mailbox)
-                    .await
-                    .map_err(|e| fail(e.into(), true))?;
-                Metrics::add(&shared.metrics.messages_quarantined, invalid.len() as u64);
-                summary.quarantined += invalid.len() as u64;
-            }
-            for uid in archive.iter().chain(&invalid) {
-                attempts.remove(&(selected.uid_validity, *uid));
-            }
-            moved_any |= !archive.is_empty() || !invalid.is_empty();
-            summary.reports += verdict.reports;
-            summary.records += verdict.records;
-            summary.duplicates += verdict.duplicates;
-            summary.errors.extend(verdict.errors);
-            if !archive.is_empty() || !invalid.is_empty() {
+            let moved = settle(
+                &mut mailbox,
+                account,
+                label,
+                validity,
+                verdict,
+                shared,
+                summary,
+                memory,
+            )
+            .await
+            .map_err(|e| fail(e, true))?;
+            if moved {
+                moved_any = true;
                 progressed = true;
                 shared.metrics.success_now();
-            }
-            if let Some(reason) = verdict.store_down {
-                return Err(fail(RoundError::Store(reason), progressed));
             }
             if *shared.shutdown.borrow() {
                 let _ = mailbox.logout().await;
                 return Ok(RoundEnd::Shutdown);
             }
         }
-        if !moved_any {
-            // Everything left is waiting for another attempt: do not spin on it.
-            if shared.once {
+        if moved_any {
+            idle_rounds = 0;
+            continue;
+        }
+        // Everything left failed again and waits for another attempt.
+        idle_rounds += 1;
+        if shared.once {
+            if idle_rounds >= MAX_IDLE_ROUNDS_ONCE {
                 let _ = mailbox.logout().await;
-                summary.errors.push(format!(
+                summary.error(format!(
                     "{label}: {} messages left in the mailbox for a later run",
                     uids.len()
                 ));
                 return Ok(RoundEnd::Drained);
             }
-            let delay = Duration::from_millis(shared.retry_max_ms.max(1000));
-            if wait_or_shutdown(delay, &shared.shutdown).await {
-                return Ok(RoundEnd::Shutdown);
+            continue;
+        }
+        let delay = Duration::from_millis(shared.retry_max_ms.max(1000));
+        if wait_or_shutdown(delay, &shared.shutdown).await {
+            return Ok(RoundEnd::Shutdown);
+        }
+    }
+}
+
+/// Awaits `work` while sending a NOOP every `interval`, so that the server does not log
+/// the session out during a slow batch. Returns the work's output, and the error that
+/// ended the session if a NOOP failed (the work still completes).
+async fn with_keepalive<T>(
+    mailbox: &mut Mailbox,
+    interval: Duration,
+    work: impl Future<Output = T>,
+) -> (T, Option<MailboxError>) {
+    let mut work = std::pin::pin!(work);
+    let start = tokio::time::Instant::now() + interval;
+    let mut ticker = tokio::time::interval_at(start, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lost = None;
+    loop {
+        tokio::select! {
+            done = &mut work => return (done, lost),
+            _ = ticker.tick(), if lost.is_none() => {
+                if let Err(e) = mailbox.noop().await {
+                    lost = Some(e);
+                }
             }
         }
     }
 }
 
+/// A new session on the same mailbox, checked to have the same UIDVALIDITY (else the
+/// UIDs in hand name other mail, and nothing may be moved).
+async fn reopen(account: &ImapConfig, validity: u32) -> Result<Mailbox, RoundError> {
+    let mut mailbox = Mailbox::connect(account).await?;
+    let selected = mailbox.select(&account.mailbox).await?;
+    if selected.uid_validity != validity {
+        return Err(RoundError::UidValidityChanged {
+            was: validity,
+            now: selected.uid_validity,
+        });
+    }
+    Ok(mailbox)
+}
+
+/// Moves `uids` to `folder`; a session that died meanwhile is reopened (same
+/// UIDVALIDITY) and the move tried once more.
+async fn move_safely(
+    mailbox: &mut Mailbox,
+    account: &ImapConfig,
+    validity: u32,
+    uids: &[u32],
+    folder: &str,
+) -> Result<(), RoundError> {
+    match mailbox.move_to(uids, folder).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_transient() => {
+            tracing::warn!(folder, error = %e, "move failed; reconnecting to move again");
+            *mailbox = reopen(account, validity).await?;
+            Ok(mailbox.move_to(uids, folder).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `user@host/INBOX uid 17 (uidvalidity 1700000000)`, for mail not fetched.
+fn uid_source(label: &str, validity: u32, uid: u32) -> String {
+    format!("{label} uid {uid} (uidvalidity {validity})")
+}
+
+/// Quarantines mail whose attempts ran out, without another try: its reason goes to
+/// `ingest_log` first (the failures table), then it moves.
+#[allow(clippy::too_many_arguments)]
+async fn quarantine_exhausted(
+    mailbox: &mut Mailbox,
+    account: &ImapConfig,
+    label: &str,
+    validity: u32,
+    uids: &[u32],
+    attempts: &HashMap<u32, u32>,
+    shared: &Shared,
+    summary: &mut RunSummary,
+    memory: &Memory,
+) -> Result<(), RoundError> {
+    let mut entries = Vec::with_capacity(uids.len());
+    for &uid in uids {
+        let n = attempts.get(&uid).copied().unwrap_or(0);
+        let (kind, reason) = match memory.last_failure.get(&uid) {
+            Some((kind, last)) => (*kind, format!("{n} attempts failed; the last: {last}")),
+            None => (
+                FailureKind::Interrupted,
+                format!("{n} attempts at this mail did not complete (the daemon stopped, crashed or ran out of memory while processing it)"),
+            ),
+        };
+        let source = uid_source(label, validity, uid);
+        tracing::warn!(mailbox = %label, uid, %kind, %reason, "mail quarantined");
+        shared.metrics.failure(kind.as_str());
+        summary.error(format!("{source}: {reason}"));
+        entries.push(LogEntry::failure(&source, kind.as_str(), &reason));
+    }
+    shared.store.insert_rows("ingest_log", &entries).await?;
+    move_safely(mailbox, account, validity, uids, &account.invalid_mailbox).await?;
+    Metrics::add(&shared.metrics.messages_quarantined, uids.len() as u64);
+    summary.quarantined += uids.len() as u64;
+    Ok(())
+}
+
+/// Carries out a batch's verdict: archive, quarantine, keep; returns whether anything
+/// moved. A store that went down ends the round (after the moves of what committed).
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    mailbox: &mut Mailbox,
+    account: &ImapConfig,
+    label: &str,
+    validity: u32,
+    verdict: Verdict,
+    shared: &Shared,
+    summary: &mut RunSummary,
+    memory: &mut Memory,
+) -> Result<bool, RoundError> {
+    let Verdict {
+        mut archive,
+        invalid,
+        retry,
+        store_down,
+        reports,
+        records,
+        duplicates,
+        errors,
+        batch,
+    } = verdict;
+    archive.sort_unstable();
+    let mut quarantine: Vec<u32> = invalid.iter().map(|(uid, _)| *uid).collect();
+    quarantine.sort_unstable();
+    if !archive.is_empty() {
+        move_safely(
+            mailbox,
+            account,
+            validity,
+            &archive,
+            &account.archive_mailbox,
+        )
+        .await?;
+        Metrics::add(&shared.metrics.messages_archived, archive.len() as u64);
+        summary.archived += archive.len() as u64;
+    }
+    if !quarantine.is_empty() {
+        move_safely(
+            mailbox,
+            account,
+            validity,
+            &quarantine,
+            &account.invalid_mailbox,
+        )
+        .await?;
+        Metrics::add(
+            &shared.metrics.messages_quarantined,
+            quarantine.len() as u64,
+        );
+        summary.quarantined += quarantine.len() as u64;
+        for (uid, reason) in &invalid {
+            tracing::warn!(mailbox = %label, uid, %reason, "mail quarantined");
+        }
+    }
+    summary.reports += reports;
+    summary.records += records;
+    summary.duplicates += duplicates;
+    for e in errors {
+        summary.error(e);
+    }
+    for (uid, kind, reason) in retry {
+        tracing::warn!(mailbox = %label, uid, %kind, %reason, "mail kept to be tried again alone");
+        memory.last_failure.insert(uid, (kind, reason));
+    }
+    if let Some(reason) = store_down {
+        // Not the mail's fault: these attempts do not count against it.
+        for uid in batch {
+            if !archive.contains(&uid) && !quarantine.contains(&uid) {
+                *memory.forgiven.entry(uid).or_insert(0) += 1;
+            }
+        }
+        return Err(RoundError::Store(reason));
+    }
+    Ok(!archive.is_empty() || !quarantine.is_empty())
+}
 /// Waits for new mail: IDLE (re-issued before the server's limit), or a poll interval
 /// where the server has no IDLE. `None`: shutdown.
 async fn wait_for_mail(
@@ -398,13 +722,15 @@ async fn wait_for_mail(
 /// What to do with the messages of one batch.
 #[derive(Debug, Default)]
 struct Verdict {
+    /// Every UID of the batch.
+    batch: Vec<u32>,
     /// Rows committed (or already there): move to the archive.
     archive: Vec<u32>,
-    /// No valid report, for good: move to the invalid mailbox.
-    invalid: Vec<u32>,
-    /// ClickHouse refused their rows: try again alone, then quarantine.
-    refused: Vec<u32>,
-    /// ClickHouse unreachable: nothing was committed; everything stays.
+    /// No valid report, for good: move to the invalid mailbox (with the first reason).
+    invalid: Vec<(u32, String)>,
+    /// Perhaps the mail's fault (a panic, refused rows): keep, try alone next time.
+    retry: Vec<(u32, FailureKind, String)>,
+    /// ClickHouse unreachable or unwell: nothing of the batch was committed; it stays.
     store_down: Option<String>,
     reports: u64,
     records: u64,
@@ -412,8 +738,20 @@ struct Verdict {
     errors: Vec<String>,
 }
 
+/// Test-only delay of every batch (debug builds): `DMARC_TEST_BATCH_DELAY_MS`.
+fn test_batch_delay() -> Option<Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    std::env::var("DMARC_TEST_BATCH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+}
+
 /// Parses and writes one batch of messages on a blocking thread; decides each message's
-/// fate from the events.
+/// fate from the events. A panic is caught per message (that message fails) and around
+/// the whole batch (every message of it is then tried alone).
 async fn write_batch(
     messages: Vec<FetchedMessage>,
     label: &str,
@@ -423,9 +761,13 @@ async fn write_batch(
     let runtime = tokio::runtime::Handle::current();
     let store = shared.store.clone();
     let limits = shared.limits.clone();
-    let label = label.to_owned();
+    let mailbox = label.to_owned();
     let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
     let joined = tokio::task::spawn_blocking(move || {
+        let label = mailbox;
+        if let Some(delay) = test_batch_delay() {
+            std::thread::sleep(delay);
+        }
         let mut feeder = Feeder::new(runtime, &store, 0u32);
         for message in &messages {
             feeder.tag = message.uid;
@@ -451,14 +793,27 @@ async fn write_batch(
         (feeder.take_events(), feeder.stopped.take())
     })
     .await;
-    let (events, store_down) = match joined {
-        Ok(r) => r,
-        Err(e) => (
-            Vec::new(),
-            Some(format!("the batch's worker thread failed: {e}")),
-        ),
-    };
-    decide(&uids, events, store_down, &shared.metrics)
+    match joined {
+        Ok((events, store_down)) => decide(&uids, events, store_down, &shared.metrics),
+        Err(e) => {
+            let reason = match e.try_into_panic() {
+                Ok(payload) => format!(
+                    "the batch's worker panicked: {}",
+                    crate::pipeline::panic_message(payload.as_ref())
+                ),
+                Err(e) => format!("the batch's worker failed: {e}"),
+            };
+            tracing::error!(mailbox = %label, %reason, "batch failed; its mail is tried alone");
+            Verdict {
+                retry: uids
+                    .iter()
+                    .map(|&uid| (uid, FailureKind::Panic, reason.clone()))
+                    .collect(),
+                batch: uids,
+                ..Verdict::default()
+            }
+        }
+    }
 }
 
 /// The message's fate from its events (pure apart from the metrics).
@@ -468,13 +823,18 @@ fn decide(
     store_down: Option<String>,
     metrics: &Metrics,
 ) -> Verdict {
-    let mut verdict = Verdict::default();
+    let mut verdict = Verdict {
+        batch: uids.to_vec(),
+        ..Verdict::default()
+    };
     #[derive(Default)]
     struct Seen {
         ok: bool,
-        refused: bool,
-        transient: bool,
-        failed: bool,
+        /// The first failure that may be the mail's fault.
+        alone: Option<(FailureKind, String)>,
+        later: bool,
+        /// The first failure that is the content's.
+        never: Option<String>,
     }
     let mut seen: HashMap<u32, Seen> = HashMap::new();
     for event in events {
@@ -504,11 +864,15 @@ fn decide(
                 let s = seen.entry(tag).or_default();
                 match kind.retry() {
                     Retry::Later => {
-                        s.transient = true;
+                        s.later = true;
                         continue;
                     }
-                    Retry::Alone => s.refused = true,
-                    Retry::Never => s.failed = true,
+                    Retry::Alone => {
+                        s.alone.get_or_insert((kind, reason.clone()));
+                    }
+                    Retry::Never => {
+                        s.never.get_or_insert(reason.clone());
+                    }
                 }
                 metrics.failure(kind.as_str());
                 verdict.errors.push(format!("{source}: {reason}"));
@@ -519,36 +883,49 @@ fn decide(
         verdict.store_down = store_down;
         return verdict;
     }
-    for uid in uids {
-        let s = seen.remove(uid).unwrap_or_default();
-        if s.transient {
-            continue;
-        } else if s.refused {
-            verdict.refused.push(*uid);
+    for &uid in uids {
+        let s = seen.remove(&uid).unwrap_or_default();
+        if let Some((kind, reason)) = s.alone {
+            verdict.retry.push((uid, kind, reason));
+        } else if s.later {
+            // Kept for later; the attempt on record bounds how often.
         } else if s.ok {
-            verdict.archive.push(*uid);
+            verdict.archive.push(uid);
         } else {
-            // Only failures (or nothing at all): no valid report in this mail.
-            verdict.invalid.push(*uid);
+            let reason = s
+                .never
+                .unwrap_or_else(|| "no report found in this mail".to_owned());
+            verdict.invalid.push((uid, reason));
         }
     }
     verdict
 }
 
-/// `user@host/INBOX uid 17 (uidvalidity 1700000000) <message-id>`.
+/// How much of a message's head is searched for its Message-ID.
+const HEADER_SCAN_BYTES: usize = 64 * 1024;
+
+/// `user@host/INBOX uid 17 (uidvalidity 1700000000) <message-id>`. Only the start of
+/// the header block is parsed: a stranger's mail may carry millions of header lines.
 fn message_source(label: &str, uid_validity: u32, message: &FetchedMessage) -> String {
-    let id = mailparse::parse_headers(&message.raw)
+    let head = &message.raw[..message.raw.len().min(HEADER_SCAN_BYTES)];
+    let head = match memchr::memmem::find(head, b"\r\n\r\n") {
+        Some(end) => &head[..end + 2],
+        None => head,
+    };
+    let id = mailparse::parse_headers(head)
         .ok()
         .and_then(|(headers, _)| {
             use mailparse::MailHeaderMap;
             headers.get_first_value("Message-ID")
         })
-        .map(|id| format!(" {}", id.trim()))
+        .map(|id| {
+            let id: String = id.trim().chars().take(200).collect();
+            format!(" {id}")
+        })
         .unwrap_or_default();
-    format!(
-        "{label} uid {} (uidvalidity {uid_validity}){id}",
-        message.uid
-    )
+    format!("{} {id}", uid_source(label, uid_validity, message.uid))
+        .trim_end()
+        .to_owned()
 }
 
 /// For `--once` exit codes: whether any worker saw errors.
@@ -559,7 +936,6 @@ pub fn any_failed(summary: &RunSummary, metrics: &Metrics) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failure::FailureKind;
 
     fn failed(tag: u32, kind: FailureKind) -> Event<u32> {
         Event::Failed {
@@ -584,14 +960,32 @@ mod tests {
             failed(3, FailureKind::NoReport),
             failed(4, FailureKind::StoreRejected),
             failed(5, FailureKind::Io),
+            failed(7, FailureKind::Panic),
+            Event::Published {
+                tag: 7,
+                records: 1,
+                messages: 1,
+            },
         ];
-        let v = decide(&[1, 2, 3, 4, 5, 6], events, None, &metrics);
+        let v = decide(&[1, 2, 3, 4, 5, 6, 7], events, None, &metrics);
         assert_eq!(v.archive, [1, 2]);
-        assert_eq!(v.invalid, [3, 6]);
-        assert_eq!(v.refused, [4]);
-        assert_eq!((v.reports, v.records, v.duplicates), (1, 5, 1));
-        assert_eq!(v.errors.len(), 3);
-        assert_eq!(metrics.failures_total(), 3);
+        assert_eq!(
+            v.invalid,
+            [
+                (3, "reason of 3".to_owned()),
+                (6, "no report found in this mail".to_owned())
+            ]
+        );
+        // A mail with a report that may yet pass stays, even beside a published one
+        // (which is a duplicate next time).
+        let kept: Vec<(u32, FailureKind)> = v.retry.iter().map(|(u, k, _)| (*u, *k)).collect();
+        assert_eq!(
+            kept,
+            [(4, FailureKind::StoreRejected), (7, FailureKind::Panic)]
+        );
+        assert_eq!((v.reports, v.records, v.duplicates), (2, 6, 1));
+        assert_eq!(v.errors.len(), 4);
+        assert_eq!(metrics.failures_total(), 4);
     }
 
     #[test]
@@ -599,8 +993,79 @@ mod tests {
         let metrics = Metrics::default();
         let events = vec![failed(1, FailureKind::StoreUnreachable)];
         let v = decide(&[1, 2], events, Some("down".into()), &metrics);
-        assert!(v.archive.is_empty() && v.invalid.is_empty() && v.refused.is_empty());
+        assert!(v.archive.is_empty() && v.invalid.is_empty() && v.retry.is_empty());
         assert_eq!(v.store_down.as_deref(), Some("down"));
+        assert_eq!(v.batch, [1, 2]);
+    }
+
+    fn sizes(pairs: &[(u32, u64)]) -> BTreeMap<u32, u64> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_round_goes_suspects_alone_then_batches_bounded_by_count_and_bytes() {
+        let sizes = sizes(&[
+            (1, 10),
+            (2, 10),
+            (3, 10),
+            (4, 100),
+            (5, 10),
+            (6, 10),
+            (7, 10),
+        ]);
+        let attempts: HashMap<u32, u32> = [(2, 1), (6, MAX_ATTEMPTS_PER_MESSAGE)].into();
+        let p = plan(&sizes, &attempts, 2, 50);
+        assert_eq!(p.exhausted, [6]);
+        assert_eq!(p.batches, vec![vec![2], vec![1, 3], vec![4], vec![5, 7]]);
+        // A message larger than the byte bound is fetched alone.
+        let p = plan(&sizes, &HashMap::new(), 200, 15);
+        assert!(p.batches.iter().all(|b| b.len() == 1), "{p:?}");
+    }
+
+    #[test]
+    fn summaries_keep_texts_only_for_once() {
+        let mut daemon = RunSummary::new(false);
+        let mut once = RunSummary::new(true);
+        for i in 0..(MAX_SUMMARY_ERRORS + 10) {
+            daemon.error(format!("e{i}"));
+            once.error(format!("e{i}"));
+        }
+        assert!(daemon.errors.is_empty());
+        assert_eq!(daemon.failures, (MAX_SUMMARY_ERRORS + 10) as u64);
+        assert_eq!(once.errors.len(), MAX_SUMMARY_ERRORS);
+        assert!(once.to_string().contains("... and 10 more"));
+    }
+
+    #[test]
+    fn memory_is_pruned_to_the_inbox() {
+        let mut m = Memory {
+            uid_validity: 7,
+            ..Memory::default()
+        };
+        m.forgiven.insert(1, 1);
+        m.last_failure.insert(2, (FailureKind::Panic, "x".into()));
+        m.forgiven.insert(3, 1);
+        m.keep_only(7, &[3]);
+        assert_eq!(m.forgiven.len(), 1);
+        assert!(m.last_failure.is_empty());
+        m.keep_only(8, &[3]);
+        assert!(m.forgiven.is_empty());
+    }
+
+    #[test]
+    fn the_source_reads_only_the_head_of_a_mail() {
+        let mut raw = b"Message-ID: <a@b>\r\n".to_vec();
+        raw.extend(b"X-H: y\r\n".repeat(1_000_000));
+        let m = FetchedMessage {
+            uid: 9,
+            size: raw.len() as u64,
+            raw,
+            too_large: false,
+        };
+        assert_eq!(
+            message_source("u@h/INBOX", 1, &m),
+            "u@h/INBOX uid 9 (uidvalidity 1) <a@b>"
+        );
     }
 
     #[tokio::test]

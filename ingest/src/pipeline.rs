@@ -284,6 +284,7 @@ impl<T: Clone> Feeder<T> {
             return Ok(Flow::Stop);
         }
         let identity = store::identity(reader.header()).map_err(store_input_error)?;
+        test_fault(&identity.report_id);
         let Some(ingest_id) = self.writer.begin_report(&identity) else {
             self.events.push(Event::Duplicate {
                 tag: self.tag.clone(),
@@ -384,6 +385,23 @@ fn store_input_error(e: StoreError) -> InputError {
     InputError::Sink {
         kind: e.kind(),
         message: e.to_string(),
+    }
+}
+
+/// Test-only faults, in debug builds only (the integration tests drive the debug
+/// binary): a report whose id is `DMARC_TEST_PANIC_REPORT_ID` panics its stage; one whose
+/// id is `DMARC_TEST_ABORT_REPORT_ID` aborts the process, as an out-of-memory kill would.
+fn test_fault(report_id: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let named = |var: &str| std::env::var(var).is_ok_and(|v| v == report_id);
+    if named("DMARC_TEST_PANIC_REPORT_ID") {
+        panic!("test fault: a panic on report {report_id}");
+    }
+    if named("DMARC_TEST_ABORT_REPORT_ID") {
+        eprintln!("test fault: aborting on report {report_id}");
+        std::process::abort();
     }
 }
 

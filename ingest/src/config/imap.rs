@@ -27,6 +27,12 @@ pub const DEFAULT_INVALID_MAILBOX: &str = "Invalid";
 
 /// Default messages fetched per round.
 pub const DEFAULT_FETCH_BATCH: u32 = 200;
+/// Default bytes of mail fetched per round (by the sizes the server reports first); a
+/// larger message is fetched alone.
+pub const DEFAULT_FETCH_BATCH_BYTES: u64 = 32 << 20;
+/// Default seconds between NOOPs that keep the session alive while a batch is written
+/// (servers may log out a client silent for 30 minutes).
+pub const DEFAULT_KEEPALIVE_SECS: u64 = 300;
 
 /// Default IDLE length before it is re-issued: under the 29 minutes after which RFC 2177
 /// lets a server drop an idle client.
@@ -100,6 +106,12 @@ pub struct ImapConfig {
     /// Messages fetched per round.
     #[serde(deserialize_with = "crate::config::number")]
     pub fetch_batch: u32,
+    /// Bytes of mail fetched per round (a larger message comes alone).
+    #[serde(deserialize_with = "crate::config::number")]
+    pub fetch_batch_bytes: u64,
+    /// Seconds between NOOPs while a slow batch is written.
+    #[serde(deserialize_with = "crate::config::number")]
+    pub keepalive_secs: u64,
     /// Seconds an IDLE lasts before it is re-issued (at most 29 minutes).
     #[serde(deserialize_with = "crate::config::number")]
     pub idle_timeout_secs: u64,
@@ -129,6 +141,8 @@ impl Default for ImapConfig {
             archive_mailbox: DEFAULT_ARCHIVE_MAILBOX.into(),
             invalid_mailbox: DEFAULT_INVALID_MAILBOX.into(),
             fetch_batch: DEFAULT_FETCH_BATCH,
+            fetch_batch_bytes: DEFAULT_FETCH_BATCH_BYTES,
+            keepalive_secs: DEFAULT_KEEPALIVE_SECS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             poll_interval_secs: DEFAULT_POLL_INTERVAL_SECS,
             connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
@@ -158,6 +172,8 @@ impl fmt::Debug for ImapConfig {
             .field("archive_mailbox", &self.archive_mailbox)
             .field("invalid_mailbox", &self.invalid_mailbox)
             .field("fetch_batch", &self.fetch_batch)
+            .field("fetch_batch_bytes", &self.fetch_batch_bytes)
+            .field("keepalive_secs", &self.keepalive_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("poll_interval_secs", &self.poll_interval_secs)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
@@ -218,6 +234,8 @@ impl ImapConfig {
             ("poll_interval_secs", self.poll_interval_secs),
             ("connect_timeout_secs", self.connect_timeout_secs),
             ("command_timeout_secs", self.command_timeout_secs),
+            ("fetch_batch_bytes", self.fetch_batch_bytes),
+            ("keepalive_secs", self.keepalive_secs),
         ];
         if let Some((key, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be at least 1"));

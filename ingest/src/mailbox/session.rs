@@ -353,17 +353,9 @@ impl Mailbox {
         Ok(found.into_iter().collect())
     }
 
-    /// Fetches the messages `uids` of the selected folder without marking them `\Seen`,
-    /// ascending by UID. A message over `max_bytes` comes back with `too_large` set and no
-    /// body: only its size is fetched. UIDs that no longer exist are left out.
-    ///
-    /// Memory: every returned body is held at once; the caller bounds it by the number of
-    /// UIDs it asks for (`fetch_batch`) times `max_bytes`.
-    pub async fn fetch(
-        &mut self,
-        uids: &[u32],
-        max_bytes: u64,
-    ) -> Result<Vec<FetchedMessage>, MailboxError> {
+    /// The sizes (`RFC822.SIZE`) of the messages `uids` of the selected folder; UIDs that
+    /// no longer exist are left out.
+    pub async fn sizes(&mut self, uids: &[u32]) -> Result<BTreeMap<u32, u64>, MailboxError> {
         let wanted: BTreeSet<u32> = uids.iter().copied().collect();
         let mut sizes: BTreeMap<u32, u64> = BTreeMap::new();
         for set in uid_sets(uids, MAX_UID_SET_CHARS) {
@@ -382,6 +374,21 @@ impl Mailbox {
             )
             .await?;
         }
+        Ok(sizes)
+    }
+
+    /// Fetches the messages `uids` of the selected folder without marking them `\Seen`,
+    /// ascending by UID. A message over `max_bytes` comes back with `too_large` set and no
+    /// body: only its size is fetched. UIDs that no longer exist are left out.
+    ///
+    /// Memory: every returned body is held at once; the caller bounds it by the number of
+    /// UIDs it asks for (`fetch_batch`) times `max_bytes`.
+    pub async fn fetch(
+        &mut self,
+        uids: &[u32],
+        max_bytes: u64,
+    ) -> Result<Vec<FetchedMessage>, MailboxError> {
+        let sizes = self.sizes(uids).await?;
         let mut out: BTreeMap<u32, FetchedMessage> = BTreeMap::new();
         let mut small = Vec::new();
         for (&uid, &size) in &sizes {
