@@ -95,6 +95,7 @@ pub fn main() -> ExitCode {
         LogFormat::Human => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    log_panics();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -110,6 +111,21 @@ pub fn main() -> ExitCode {
         Command::Import { paths } => import(&config, &paths),
         Command::Run { once } => run(&config, once),
     }
+}
+
+/// Panics go to the log as one error line (message and place), never with a symbolised
+/// backtrace: symbolising one reads the binary's debug information into memory, which
+/// would break the daemon's memory budget exactly when a stranger's mail trips a bug (the
+/// panic is caught, the mail tried alone and quarantined, and the line says where).
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = crate::pipeline::panic_message(info.payload());
+        tracing::error!(%place, panic = %message, "panicked");
+    }));
 }
 
 /// `run`: the daemon (or one drain with `--once`).

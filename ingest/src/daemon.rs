@@ -923,9 +923,7 @@ fn message_source(label: &str, uid_validity: u32, message: &FetchedMessage) -> S
             format!(" {id}")
         })
         .unwrap_or_default();
-    format!("{} {id}", uid_source(label, uid_validity, message.uid))
-        .trim_end()
-        .to_owned()
+    format!("{}{id}", uid_source(label, uid_validity, message.uid))
 }
 
 /// For `--once` exit codes: whether any worker saw errors.
@@ -1059,7 +1057,7 @@ mod tests {
         let m = FetchedMessage {
             uid: 9,
             size: raw.len() as u64,
-            raw,
+            raw: raw.into(),
             too_large: false,
         };
         assert_eq!(

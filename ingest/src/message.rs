@@ -16,6 +16,7 @@
 //! once (`max_message_bytes` again); the report attachments (`max_attachments_per_message`).
 //! Forwarded `message/rfc822` parts count against the same totals as the mail around them.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 
 use crate::attachment::{self, Container};
@@ -163,7 +164,7 @@ impl Walk<'_> {
         }
         let content_type = part.ctype.mimetype.to_ascii_lowercase();
         let name = part_name(part);
-        let data = match part.get_body_raw() {
+        let data = match decoded_body(part) {
             Ok(d) => d,
             Err(e) => {
                 self.pass_over(format!("{content_type} (undecodable: {e})"));
@@ -181,7 +182,7 @@ impl Walk<'_> {
                 other => other,
             };
         }
-        let data = decode_unlabelled_base64(data);
+        let data = decode_unlabelled_base64(data.into_owned());
         if is_report_content(&data, &content_type, name.as_deref()) {
             if self.found.len() >= self.limits.max_attachments_per_message {
                 return Err(MessageError::TooManyAttachments {
@@ -293,6 +294,21 @@ fn is_report_content(data: &[u8], content_type: &str, name: Option<&str>) -> boo
     }
 }
 
+/// A part's body, its transfer encoding undone, without the copies `get_body_raw` makes
+/// (it strips whitespace into a second buffer before decoding: a 64 MiB base64 part would
+/// be held three times). Unencoded bodies are borrowed.
+fn decoded_body<'a>(part: &'a mailparse::ParsedMail<'a>) -> Result<Cow<'a, [u8]>, String> {
+    use mailparse::body::Body;
+    match part.get_body_encoded() {
+        Body::Base64(b) => decode_base64(b.get_raw())
+            .map(Cow::Owned)
+            .ok_or_else(|| "invalid base64".to_owned()),
+        Body::QuotedPrintable(q) => q.get_decoded().map(Cow::Owned).map_err(|e| e.to_string()),
+        Body::SevenBit(t) | Body::EightBit(t) => Ok(Cow::Borrowed(t.get_raw())),
+        Body::Binary(b) => Ok(Cow::Borrowed(b.get_raw())),
+    }
+}
+
 /// Some reporters send base64 with no (or a wrong) Content-Transfer-Encoding: a body of
 /// only base64 characters that decodes to gzip or zip magic is decoded.
 fn decode_unlabelled_base64(data: Vec<u8>) -> Vec<u8> {
@@ -316,7 +332,7 @@ fn decode_unlabelled_base64(data: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// Plain base64 decoding, ignoring line breaks; `None` on a bad character.
+/// Plain base64 decoding, ignoring whitespace and padding; `None` on a bad character.
 fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     let mut acc: u32 = 0;
@@ -328,7 +344,7 @@ fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
             b'0'..=b'9' => c - b'0' + 52,
             b'+' => 62,
             b'/' => 63,
-            b'=' | b'\r' | b'\n' => continue,
+            b'=' | b'\r' | b'\n' | b' ' | b'\t' => continue,
             _ => return None,
         };
         acc = (acc << 6) | u32::from(v);

@@ -207,6 +207,12 @@ impl<T: Clone> Feeder<T> {
                             messages: report.messages,
                         },
                         ReportOutcome::Duplicate => Event::Duplicate { tag: report.tag },
+                        ReportOutcome::Incomplete => Event::Failed {
+                            tag: report.tag,
+                            source: report.source,
+                            reason: INCOMPLETE.into(),
+                            kind: FailureKind::StoreRejected,
+                        },
                     });
                 }
                 self.flush_log();
@@ -427,14 +433,24 @@ fn identity_entry(source: &str, id: &store::ReportIdentity, ingest_id: Uuid) -> 
     }
 }
 
+/// Why a report was not published although its batch was.
+const INCOMPLETE: &str =
+    "not published: ClickHouse did not hold every one of its staged rows; it will be tried again";
+
 fn outcome_entry<T>(report: &PendingReport<T>, outcome: &ReportOutcome) -> LogEntry {
     let (name, reason) = match outcome {
         ReportOutcome::Published => ("imported", ""),
         ReportOutcome::Duplicate => ("duplicate", "already stored"),
+        ReportOutcome::Incomplete => ("failed", INCOMPLETE),
+    };
+    let reason_kind = match outcome {
+        ReportOutcome::Incomplete => FailureKind::StoreRejected.as_str(),
+        _ => "",
     };
     LogEntry {
         outcome: name.into(),
         reason: reason.into(),
+        reason_kind: reason_kind.into(),
         record_count: report.records,
         message_count: report.messages,
         ..identity_entry(&report.source, &report.identity, report.ingest_id)

@@ -345,3 +345,303 @@ fn several_mailboxes_are_each_drained() {
     }
     assert_eq!(totals(&db), sum(&expected));
 }
+
+/// A small valid report with `report_id`, for `policy_domain`.
+fn report_xml(report_id: &str, domain: &str, ip: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>hostile.example</org_name>\
+         <email>r@hostile.example</email><report_id>{report_id}</report_id><date_range>\
+         <begin>1700000000</begin><end>1700086399</end></date_range></report_metadata>\
+         <policy_published><domain>{domain}</domain><p>none</p></policy_published><record><row>\
+         <source_ip>{ip}</source_ip><count>3</count><policy_evaluated><disposition>none</disposition>\
+         <dkim>pass</dkim><spf>pass</spf></policy_evaluated></row><identifiers>\
+         <header_from>{domain}</header_from></identifiers><auth_results><dkim><domain>{domain}</domain>\
+         <result>pass</result></dkim><spf><domain>{domain}</domain><result>pass</result></spf>\
+         </auth_results></record></feedback>"
+    )
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// gzip members: `head`, then `filler` to `total` bytes (compressed once, repeated).
+fn gzip_flood(head: &[u8], filler: &[u8], total: usize) -> Vec<u8> {
+    let chunk = filler.repeat((4 << 20) / filler.len());
+    let mut out = gzip(head);
+    out.extend(gzip(&chunk).repeat(total / chunk.len()));
+    out
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for (i, chunk) in data.chunks(3).enumerate() {
+        if i > 0 && i % 19 == 0 {
+            out.push_str("\r\n");
+        }
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A multipart mail of `parts` (headers, body), with a unique Message-ID.
+fn eml(name: &str, parts: &[(String, String)]) -> Vec<u8> {
+    let mut m = format!(
+        "From: r@hostile.example\r\nTo: rua@reports.example\r\nSubject: {name}\r\nMessage-ID: <{name}@hostile.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"hb\"\r\n\r\n"
+    )
+    .into_bytes();
+    for (headers, body) in parts {
+        m.extend_from_slice(format!("--hb\r\n{headers}\r\n\r\n{body}\r\n").as_bytes());
+    }
+    m.extend_from_slice(b"--hb--\r\n");
+    m
+}
+
+fn gz_part(name: &str, data: &[u8]) -> (String, String) {
+    (
+        format!(
+            "Content-Type: application/gzip; name=\"{name}\"\r\nContent-Transfer-Encoding: base64"
+        ),
+        base64(data),
+    )
+}
+
+/// The hostile mail of the poison-proof issue, as files for `as_mails`: each name says
+/// what it is, and the `reason_kind` its failure must be recorded with.
+fn hostile_mix(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut out: Vec<(PathBuf, &'static str)> = Vec::new();
+    let mut put = |name: &str, bytes: Vec<u8>, kind: &'static str| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        out.push((path, kind));
+    };
+    let head = b"<?xml version=\"1.0\"?><feedback><report_metadata><org_name>";
+    // 300 MiB of `x>` in a value, ~600 KB of gzip: 1.7 GiB before.
+    put(
+        "gt-flood.xml.gz",
+        gzip_flood(head, b"x>", 300 << 20),
+        "limit_exceeded",
+    );
+    // 64 MiB of `y>` in a comment inside the value: accepted at 214 MiB before.
+    put(
+        "comment-flood.xml.gz",
+        gzip_flood(&[&head[..], b"<!-- "].concat(), b"y>", 64 << 20),
+        "limit_exceeded",
+    );
+    // A zip entry in a method nobody decodes here (PPMd): stuck in INBOX before.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file(
+        "r.xml",
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored),
+    )
+    .unwrap();
+    std::io::Write::write_all(
+        &mut zip,
+        report_xml("ppmd", "example.com", "192.0.2.1").as_bytes(),
+    )
+    .unwrap();
+    let mut zip = zip.finish().unwrap().into_inner();
+    for (signature, offset) in [(b"PK\x03\x04", 8), (b"PK\x01\x02", 10)] {
+        let at = zip.windows(4).position(|w| w == signature).unwrap();
+        zip[at + offset..at + offset + 2].copy_from_slice(&98u16.to_le_bytes());
+    }
+    put("ppmd.zip", zip, "unsupported");
+    // Two different reports without report_id and date range: lost as duplicates before.
+    for (i, ip) in ["192.0.2.7", "192.0.2.8"].iter().enumerate() {
+        let xml = report_xml("x", "example.com", ip)
+            .replace("<report_id>x</report_id>", "")
+            .replace(
+                "<date_range><begin>1700000000</begin><end>1700086399</end></date_range>",
+                "",
+            );
+        put(
+            &format!("no-identity-{i}.xml"),
+            xml.into_bytes(),
+            "missing_identity",
+        );
+    }
+    // Metadata after the records: accepted by parse and refused by the store before.
+    let late = report_xml("late", "example.com", "192.0.2.9").replace(
+        "<feedback><report_metadata>",
+        "<feedback><record><row><source_ip>192.0.2.9</source_ip><count>1</count></row></record><report_metadata>",
+    );
+    put("late-metadata.xml", late.into_bytes(), "bad_report");
+    // Half a million empty MIME parts (18 MB): 218 MiB and a megabytes-long reason before.
+    let mut parts = b"From: r@hostile.example\r\nSubject: parts\r\nMessage-ID: <parts@hostile.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".to_vec();
+    for _ in 0..500_000 {
+        parts.extend_from_slice(b"--b\r\nContent-Type: text/plain\r\n\r\n\r\n");
+    }
+    parts.extend_from_slice(b"--b--\r\n");
+    put("parts.eml", parts, "limit_exceeded");
+    // The existing bombs: 10 GiB of zeros in gzip members (10 MB), a DOCTYPE.
+    let zeros = {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 16 << 20]).unwrap();
+        enc.finish().unwrap()
+    };
+    put("zeros.xml.gz", zeros.repeat(640), "limit_exceeded");
+    let laughs =
+        std::fs::read(common::repo_root().join("sample-reports/broken/billion-laughs.xml"))
+            .unwrap();
+    put("laughs.xml", laughs, "doctype");
+    // A report that panics the parse stage, and one that kills the process.
+    put(
+        "panics.xml",
+        report_xml("PANIC-ME", "example.com", "192.0.2.10").into_bytes(),
+        "panic",
+    );
+    put(
+        "aborts.xml",
+        report_xml("ABORT-ME", "example.com", "192.0.2.11").into_bytes(),
+        "interrupted",
+    );
+    out
+}
+
+#[test]
+fn hostile_mail_is_quarantined_in_bounded_attempts_under_the_memory_budget() {
+    let imap = Dovecot::shared();
+    let user = "dm_hostile";
+    imap.fresh_user(user);
+    let db = TestDb::fresh("daemon_hostile");
+    let work = tempfile::tempdir().unwrap();
+    let files = work.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let good_reports = write_reports(&files, "good", 60, 20);
+    let hostile = hostile_mix(&files);
+    // A good report beside an HTML body that mentions feedback (as big providers send):
+    // archived, with no failure recorded.
+    let html = eml(
+        "html-body",
+        &[
+            (
+                "Content-Type: text/html; charset=utf-8".into(),
+                "<!DOCTYPE html><html><body><p>Send us feedback</p></body></html>".into(),
+            ),
+            gz_part(
+                "html.xml.gz",
+                &gzip(report_xml("html-body", "example.org", "198.51.100.1").as_bytes()),
+            ),
+        ],
+    );
+    std::fs::write(files.join("html-body.eml"), html).unwrap();
+    let mut all: Vec<PathBuf> = good_reports.clone();
+    all.extend(hostile.iter().map(|(p, _)| p.clone()));
+    all.push(files.join("html-body.eml"));
+    let mails = as_mails(&work.path().join("mails"), &all);
+    let (_, _, mut distinct) =
+        expectations(&as_mails(&work.path().join("good-mails"), &good_reports));
+    distinct.insert("html-body".into(), (1, 3));
+    imap.deliver(user, "INBOX", &mails);
+
+    let faults = [
+        ("DMARC_TEST_PANIC_REPORT_ID", "PANIC-ME"),
+        ("DMARC_TEST_ABORT_REPORT_ID", "ABORT-ME"),
+        ("DMARC_INGEST_IMAP_FETCH_BATCH", "25"),
+    ];
+    let budget_kib = 256 * 1024;
+    // Killed mid-batch twice, then run to the end as a supervisor would restart it (an
+    // abort counts as a crash); a restart loop would exhaust the runs.
+    for kill in 0..2 {
+        let mut child = spawn_daemon(&db, &imap, user, &faults);
+        let before = db.number("SELECT count() FROM {database}.mail_attempts");
+        wait_until("a batch to start", Duration::from_secs(60), || {
+            db.number("SELECT count() FROM {database}.mail_attempts") > before
+                || child.try_wait().unwrap().is_some()
+        });
+        std::thread::sleep(Duration::from_millis(200 * kill));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut runs = Vec::new();
+    loop {
+        assert!(runs.len() < 8, "restart loop: {runs:?}");
+        let m = common::run_measured(
+            db.command(&["run", "--once"])
+                .envs(imap.env(user))
+                .envs(faults),
+        );
+        assert!(
+            m.max_rss_kib < budget_kib,
+            "run {} peak RSS {} KiB over the budget: {}",
+            runs.len(),
+            m.max_rss_kib,
+            m.stderr
+        );
+        runs.push((m.code, m.max_rss_kib, m.elapsed));
+        if m.code >= 0 {
+            assert_eq!(
+                m.code, 1,
+                "quarantined mail makes --once exit 1: {}",
+                m.stderr
+            );
+            break;
+        }
+    }
+    assert!(
+        runs.len() >= 2,
+        "the aborting mail crashed at least one run: {runs:?}"
+    );
+    let counts = imap.counts(user, &["INBOX", "Archive", "Invalid"]);
+    assert_eq!(
+        counts,
+        [0, good_reports.len() + 1, hostile.len()],
+        "runs: {runs:?}"
+    );
+    // Every good report stored exactly once.
+    assert_eq!(totals(&db), sum(&distinct), "runs: {runs:?}");
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.reports"),
+        distinct.len() as u64
+    );
+    // Every hostile mail has its reason, by kind; the HTML body none.
+    for (path, kind) in &hostile {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let found = db.number(&format!(
+            "SELECT count() FROM {{database}}.failures WHERE reason_kind = '{kind}' AND (source LIKE '%{name}%' OR source LIKE '%{stem}%')",
+            stem = name.split('.').next().unwrap()
+        ));
+        let any_kind = db.number(&format!(
+            "SELECT count() FROM {{database}}.failures WHERE reason_kind = '{kind}'"
+        ));
+        // A panic or a crash fails the whole mail, named by its UID and Message-ID.
+        let whole_mail = matches!(*kind, "interrupted" | "panic");
+        assert!(
+            found >= 1 || (whole_mail && any_kind >= 1),
+            "{name}: no failure of kind {kind}"
+        );
+    }
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.failures WHERE source LIKE '%html-body%'"),
+        0,
+        "the HTML body is not a failure"
+    );
+    let longest = db.number("SELECT max(length(reason)) FROM {database}.failures");
+    assert!(longest < 1200, "reasons are cut: {longest}");
+    // Bounded attempts: no mail was tried more than the limit plus the two kills.
+    let most = db.number(
+        "SELECT max(c) FROM (SELECT uid, count() AS c FROM {database}.mail_attempts GROUP BY uid)",
+    );
+    assert!(
+        most <= u64::from(dmarc_ingest::daemon::MAX_ATTEMPTS_PER_MESSAGE) + 2,
+        "{most} attempts at one mail"
+    );
+    eprintln!("hostile mix: runs (exit code, peak RSS KiB, time): {runs:?}");
+}

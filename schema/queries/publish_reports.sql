@@ -1,5 +1,5 @@
 -- Publishes the reports rows of batch {batch} whose identity is not in reports yet
--- (LIMIT 1 BY: once, even if a retried staging insert staged the row twice).
+-- complete (every record staged), (LIMIT 1 BY: once, even if a retried staging insert staged the row twice).
 INSERT INTO {database}.reports
 (
     policy_domain, date_begin, date_end, org_name, report_id, email, extra_contact_info,
@@ -16,6 +16,18 @@ SELECT
     source, ingest_id, ingested_at, parser_version
 FROM {database}.reports_staging
 WHERE batch_id = {batch}
+  AND ingest_id IN
+  (
+      -- Complete reports only: every record the report counted is staged (a staging
+      -- insert that failed must not let its report be published short of rows).
+      SELECT ingest_id FROM {database}.reports_staging
+      WHERE batch_id = {batch}
+        AND (record_count = 0 OR (ingest_id, record_count) IN
+            (SELECT ingest_id, toUInt64(uniqExact(record_index))
+             FROM {database}.records_staging
+             WHERE ingest_id IN (SELECT ingest_id FROM {database}.reports_staging WHERE batch_id = {batch})
+             GROUP BY ingest_id))
+  )
   AND (policy_domain, date_begin, org_name, report_id) NOT IN
   (
       SELECT policy_domain, date_begin, org_name, report_id

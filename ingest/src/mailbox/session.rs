@@ -11,6 +11,7 @@ use async_imap::imap_proto::{
     AttributeValue, Capability, MailboxDatum, NameAttribute, Response, ResponseCode, Status,
 };
 use async_imap::{Client, Session};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
@@ -52,7 +53,7 @@ pub struct FetchedMessage {
     /// Size in octets: the server's `RFC822.SIZE`, or the bytes received if more.
     pub size: u64,
     /// The whole message as stored (CRLF line ends); empty when `too_large`.
-    pub raw: Vec<u8>,
+    pub raw: Bytes,
     /// Larger than the cap given to [`Mailbox::fetch`]: not downloaded, quarantine it.
     pub too_large: bool,
 }
@@ -128,6 +129,21 @@ impl async_imap::Authenticator for PlainAuth<'_> {
         out.extend_from_slice(self.password.as_bytes());
         out
     }
+}
+
+/// The next response of the command `$what` on `$mailbox`, within the command timeout
+/// (a macro: the library's response type cannot be named in a signature).
+macro_rules! next_response {
+    ($mailbox:expr, $what:expr) => {
+        timeout(
+            $mailbox.state.command_timeout,
+            $mailbox.session.read_response(),
+        )
+        .await
+        .map_err(|_| MailboxError::Timeout($what))?
+        .map_err(|e| io_error($what, e))?
+        .ok_or_else(|| MailboxError::Bye(format!("connection ended during {}", $what)))?
+    };
 }
 
 impl Mailbox {
@@ -403,26 +419,40 @@ impl Mailbox {
         let cap = max_bytes.saturating_add(1).min(u64::from(u32::MAX));
         let body_wanted: BTreeSet<u32> = small.iter().copied().collect();
         for set in uid_sets(&small, MAX_UID_SET_CHARS) {
-            let mut bodies: Vec<(u32, Vec<u8>)> = Vec::new();
-            self.command(
-                "UID FETCH",
-                &format!("UID FETCH {set} (UID BODY.PEEK[]<0.{cap}>)"),
-                |resp| {
-                    if let Some((uid, attrs)) = fetch_of(resp, &body_wanted) {
-                        for a in attrs {
-                            if let AttributeValue::BodySection {
-                                section: None,
-                                data: Some(data),
-                                ..
-                            } = a
-                            {
-                                bodies.push((uid, data.to_vec()));
-                            }
-                        }
-                    }
-                },
-            )
-            .await?;
+            let mut bodies: Vec<(u32, Bytes)> = Vec::new();
+            let what = "UID FETCH";
+            let tag = self
+                .start(what, &format!("UID FETCH {set} (UID BODY.PEEK[]<0.{cap}>)"))
+                .await?;
+            loop {
+                let resp = next_response!(self, what);
+                if let Some(result) = self.settles(what, &tag, resp.parsed()) {
+                    result?;
+                    break;
+                }
+                // The body is kept in the response's own buffer, cut to it: no copy of
+                // a message of tens of megabytes (a copy only if the parser made one).
+                let found = fetch_of(resp.parsed(), &body_wanted).and_then(|(uid, attrs)| {
+                    attrs.iter().find_map(|a| match a {
+                        AttributeValue::BodySection {
+                            section: None,
+                            data: Some(data),
+                            ..
+                        } => Some((uid, data.as_ptr() as usize, data.len())),
+                        _ => None,
+                    })
+                });
+                let Some((uid, at, len)) = found else {
+                    continue;
+                };
+                let base = resp.borrow_owner().as_ptr() as usize;
+                if at >= base && at + len <= base + resp.borrow_owner().len() {
+                    let owner = resp.into_owner().freeze();
+                    bodies.push((uid, owner.slice(at - base..at - base + len)));
+                } else if let Some((_, data)) = take_copy(resp.parsed(), uid) {
+                    bodies.push((uid, data));
+                }
+            }
             for (uid, raw) in bodies {
                 let reported = sizes.get(&uid).copied().unwrap_or(0);
                 let got = raw.len() as u64;
@@ -632,60 +662,93 @@ impl Mailbox {
         command: &str,
         mut on_data: impl FnMut(&Response<'_>),
     ) -> Result<(), MailboxError> {
-        let limit = self.state.command_timeout;
-        let tag = timeout(limit, self.session.run_command(command))
-            .await
-            .map_err(|_| MailboxError::Timeout(what))?
-            .map_err(|e| imap_error(what, e))?;
+        let tag = self.start(what, command).await?;
         loop {
-            let resp = timeout(limit, self.session.read_response())
-                .await
-                .map_err(|_| MailboxError::Timeout(what))?
-                .map_err(|e| io_error(what, e))?
-                .ok_or_else(|| MailboxError::Bye(format!("connection ended during {what}")))?;
-            match resp.parsed() {
-                Response::Done {
-                    tag: done,
-                    status,
-                    outcome,
-                } if *done == tag => {
-                    return match status {
-                        Status::Ok => Ok(()),
-                        other => Err(refusal(what, other, &outcome_text(outcome))),
-                    };
-                }
-                Response::Data {
-                    status: Status::Bye,
-                    outcome,
-                } => {
-                    return Err(MailboxError::Bye(clip(
-                        outcome.information.as_deref().unwrap_or("BYE"),
-                    )));
-                }
-                Response::MailboxData(MailboxDatum::Exists(_))
-                | Response::MailboxData(MailboxDatum::Recent(_)) => {
-                    self.state.new_data = true;
-                    on_data(resp.parsed());
-                }
-                // Untagged NO/BAD are warnings; [ALERT] texts must reach a human
-                // (RFC 3501 7.1).
-                Response::Data { status, outcome }
-                    if *status != Status::Ok
-                        || matches!(outcome.code, Some(ResponseCode::Alert)) =>
-                {
-                    warn!(
-                        host = %self.state.host,
-                        command = what,
-                        ?status,
-                        text = %clip(outcome.information.as_deref().unwrap_or("")),
-                        "IMAP server says"
-                    );
-                    on_data(resp.parsed());
-                }
-                other => on_data(other),
+            let resp = next_response!(self, what);
+            match self.settles(what, &tag, resp.parsed()) {
+                Some(result) => return result,
+                None => on_data(resp.parsed()),
             }
         }
     }
+
+    /// Sends `command`; returns its tag.
+    async fn start(
+        &mut self,
+        what: &'static str,
+        command: &str,
+    ) -> Result<async_imap::imap_proto::RequestId, MailboxError> {
+        timeout(
+            self.state.command_timeout,
+            self.session.run_command(command),
+        )
+        .await
+        .map_err(|_| MailboxError::Timeout(what))?
+        .map_err(|e| imap_error(what, e))
+    }
+
+    /// What a response of command `what` (tagged `tag`) means for the command: its end
+    /// (`Some`: the tagged completion, checked; or a `BYE`), or data (`None`). Notes news
+    /// (`EXISTS`, `RECENT`) and logs warnings and alerts.
+    fn settles(
+        &mut self,
+        what: &'static str,
+        tag: &async_imap::imap_proto::RequestId,
+        resp: &Response<'_>,
+    ) -> Option<Result<(), MailboxError>> {
+        match resp {
+            Response::Done {
+                tag: done,
+                status,
+                outcome,
+            } if done == tag => Some(match status {
+                Status::Ok => Ok(()),
+                other => Err(refusal(what, other, &outcome_text(outcome))),
+            }),
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => Some(Err(MailboxError::Bye(clip(
+                outcome.information.as_deref().unwrap_or("BYE"),
+            )))),
+            Response::MailboxData(MailboxDatum::Exists(_))
+            | Response::MailboxData(MailboxDatum::Recent(_)) => {
+                self.state.new_data = true;
+                None
+            }
+            // Untagged NO/BAD are warnings; [ALERT] texts must reach a human
+            // (RFC 3501 7.1).
+            Response::Data { status, outcome }
+                if *status != Status::Ok || matches!(outcome.code, Some(ResponseCode::Alert)) =>
+            {
+                warn!(
+                    host = %self.state.host,
+                    command = what,
+                    ?status,
+                    text = %clip(outcome.information.as_deref().unwrap_or("")),
+                    "IMAP server says"
+                );
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A copy of the body of the FETCH response of `uid` (when it is not in the response's
+/// buffer).
+fn take_copy(resp: &Response<'_>, uid: u32) -> Option<(u32, Bytes)> {
+    let Response::Fetch(_, attrs) = resp else {
+        return None;
+    };
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::BodySection {
+            section: None,
+            data: Some(data),
+            ..
+        } => Some((uid, Bytes::copy_from_slice(data))),
+        _ => None,
+    })
 }
 
 /// The UID and attributes of a FETCH response for one of `wanted` (servers may send
@@ -708,7 +771,7 @@ fn too_large(uid: u32, size: u64) -> FetchedMessage {
     FetchedMessage {
         uid,
         size,
-        raw: Vec::new(),
+        raw: Bytes::new(),
         too_large: true,
     }
 }

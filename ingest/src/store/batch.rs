@@ -26,6 +26,8 @@ pub enum ReportOutcome {
     Published,
     /// The same report (same identity) was already there, or earlier in the batch.
     Duplicate,
+    /// Not published: not every one of its rows was staged. Try it again.
+    Incomplete,
 }
 
 /// A report staged in the current batch, awaiting publication.
@@ -175,6 +177,8 @@ impl<T> BatchWriter<T> {
         self.in_batch.insert(report.identity.clone());
         self.staged.push(staged);
         self.pending.push(report);
+        // Its rows are the batch's now: abandoning a later report must not drop them.
+        self.current_start = self.rows.len();
         Ok(())
     }
 
@@ -214,8 +218,11 @@ impl<T> BatchWriter<T> {
             return Err(e);
         }
         let mut published = HashSet::new();
+        let mut present = HashSet::new();
         for group in month_groups(&self.staged, MAX_MONTHS_PER_PUBLISH) {
-            published.extend(self.store.publish_reports(group).await?);
+            let result = self.store.publish_reports(group).await?;
+            published.extend(result.published);
+            present.extend(result.present);
         }
         let pending = std::mem::take(&mut self.pending);
         self.staged.clear();
@@ -226,8 +233,11 @@ impl<T> BatchWriter<T> {
             .map(|p| {
                 let outcome = if published.contains(&p.ingest_id) {
                     ReportOutcome::Published
-                } else {
+                } else if present.contains(&p.ingest_id) {
                     ReportOutcome::Duplicate
+                } else {
+                    tracing::error!(source = %p.source, ingest_id = %p.ingest_id, "report not published: its rows were not all staged");
+                    ReportOutcome::Incomplete
                 };
                 (p, outcome)
             })

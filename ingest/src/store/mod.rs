@@ -103,6 +103,7 @@ struct Queries {
     publish_records: &'static str,
     publish_reports: &'static str,
     published_ids: &'static str,
+    present_ids: &'static str,
     mail_attempts: &'static str,
     stale_attempts: &'static str,
 }
@@ -111,6 +112,7 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     publish_records: include_str!("../../../schema/queries/publish_records.sql"),
     publish_reports: include_str!("../../../schema/queries/publish_reports.sql"),
     published_ids: include_str!("../../../schema/queries/published_ingest_ids.sql"),
+    present_ids: include_str!("../../../schema/queries/present_ingest_ids.sql"),
     mail_attempts: include_str!("../../../schema/queries/mail_attempts.sql"),
     stale_attempts: include_str!("../../../schema/queries/stale_attempt_partitions.sql"),
 };
@@ -119,6 +121,7 @@ const CLUSTER_QUERIES: Queries = Queries {
     publish_records: include_str!("../../../schema/cluster/queries/publish_records.sql"),
     publish_reports: include_str!("../../../schema/cluster/queries/publish_reports.sql"),
     published_ids: include_str!("../../../schema/cluster/queries/published_ingest_ids.sql"),
+    present_ids: include_str!("../../../schema/cluster/queries/present_ingest_ids.sql"),
     mail_attempts: include_str!("../../../schema/cluster/queries/mail_attempts.sql"),
     stale_attempts: include_str!("../../../schema/cluster/queries/stale_attempt_partitions.sql"),
 };
@@ -346,12 +349,12 @@ impl Store {
     }
 
     /// Stages the `reports_staging` rows of `reports` under a new publish batch and
-    /// publishes it; returns the `ingest_id`s published (the others were duplicates).
-    /// When the server runs out of memory, the group is published in halves.
+    /// publishes it. When the server runs out of memory, the group is published in
+    /// halves.
     pub fn publish_reports(
         &self,
         mut reports: Vec<StagedReport>,
-    ) -> Pin<Box<dyn Future<Output = Result<HashSet<Uuid>, StoreError>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<PublishResult, StoreError>> + Send + '_>> {
         Box::pin(async move {
             let batch_id = Uuid::new_v4();
             for r in &mut reports {
@@ -362,18 +365,19 @@ impl Store {
                 Err(StoreError::MemoryLimit(reason)) if reports.len() > 1 => {
                     tracing::warn!(reports = reports.len(), %reason, "publish out of memory; splitting the batch");
                     let second = reports.split_off(reports.len() / 2);
-                    let mut published = self.publish_reports(reports).await?;
-                    published.extend(self.publish_reports(second).await?);
-                    Ok(published)
+                    let mut result = self.publish_reports(reports).await?;
+                    result.extend(self.publish_reports(second).await?);
+                    Ok(result)
                 }
                 other => other,
             }
         })
     }
 
-    /// Publishes the finished reports of `batch_id`; returns the `ingest_id`s that were
-    /// published (the others were duplicates of reports already there).
-    pub async fn publish(&self, batch_id: Uuid) -> Result<HashSet<Uuid>, StoreError> {
+    /// Publishes the finished, completely staged reports of `batch_id`; returns which
+    /// `ingest_id`s were published and which reports are present (published now or
+    /// before).
+    pub async fn publish(&self, batch_id: Uuid) -> Result<PublishResult, StoreError> {
         let started = std::time::Instant::now();
         let lock = format!("dmarc-ingest-publish-{}", self.config.database);
         let queries = self.queries();
@@ -405,13 +409,23 @@ impl Store {
                 self.client.query(&sql).fetch_all::<UuidRow>()
             })
             .await?;
+        let sql = self.render(queries.present_ids, batch_id);
+        let present: Vec<UuidRow> = self
+            .retry("read reports already there", || {
+                self.client.query(&sql).fetch_all::<UuidRow>()
+            })
+            .await?;
         tracing::debug!(
             batch = %batch_id,
             published = published.len(),
+            present = present.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batch published"
         );
-        Ok(published.into_iter().map(|r| r.ingest_id).collect())
+        Ok(PublishResult {
+            published: published.into_iter().map(|r| r.ingest_id).collect(),
+            present: present.into_iter().map(|r| r.ingest_id).collect(),
+        })
     }
 
     /// Fills a query of `schema/queries/` in: database, batch; comments and `;` dropped.
@@ -512,6 +526,23 @@ impl Store {
         let sql = sql.replace("{database}", &self.config.database);
         self.retry("query", || self.client.query(&sql).fetch_one::<u64>())
             .await
+    }
+}
+
+/// What a publish did, by `ingest_id`.
+#[derive(Debug, Default)]
+pub struct PublishResult {
+    /// Published by this publish.
+    pub published: HashSet<Uuid>,
+    /// Whose report is in `reports` now (published now, or a duplicate of one before).
+    /// A report in neither set was not published: its staging was incomplete.
+    pub present: HashSet<Uuid>,
+}
+
+impl PublishResult {
+    fn extend(&mut self, other: PublishResult) {
+        self.published.extend(other.published);
+        self.present.extend(other.present);
     }
 }
 

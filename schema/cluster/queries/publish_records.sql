@@ -7,12 +7,23 @@
 -- ships the result to the shards (a plain IN would be refused as a double-distributed
 -- subquery, or, allowed, would run once per shard). The guard reads every shard, so a
 -- report is found even if resharding has moved where new copies of it would land.
--- LIMIT 1 BY: a staging insert retried after a lost acknowledgement may have staged a
+-- Only complete reports (see the condition). LIMIT 1 BY: a staging insert retried after a lost acknowledgement may have staged a
 -- record twice; it is published once.
 INSERT INTO {database}.records
 SELECT *
 FROM {database}.records_staging
-WHERE ingest_id GLOBAL IN (SELECT ingest_id FROM {database}.reports_staging WHERE batch_id = {batch})
+WHERE ingest_id GLOBAL IN
+  (
+      -- Complete reports only: every record the report counted is staged (a staging
+      -- insert that failed must not let its report be published short of rows).
+      SELECT ingest_id FROM {database}.reports_staging
+      WHERE batch_id = {batch}
+        AND (record_count = 0 OR (ingest_id, record_count) GLOBAL IN
+            (SELECT ingest_id, toUInt64(uniqExact(record_index))
+             FROM {database}.records_staging
+             WHERE ingest_id GLOBAL IN (SELECT ingest_id FROM {database}.reports_staging WHERE batch_id = {batch})
+             GROUP BY ingest_id))
+  )
   AND (policy_domain, date_begin, org_name, report_id) GLOBAL NOT IN
   (
       SELECT policy_domain, date_begin, org_name, report_id

@@ -17,6 +17,18 @@ SELECT
     source, ingest_id, ingested_at, parser_version
 FROM {database}.reports_staging
 WHERE batch_id = {batch}
+  AND ingest_id GLOBAL IN
+  (
+      -- Complete reports only: every record the report counted is staged (a staging
+      -- insert that failed must not let its report be published short of rows).
+      SELECT ingest_id FROM {database}.reports_staging
+      WHERE batch_id = {batch}
+        AND (record_count = 0 OR (ingest_id, record_count) GLOBAL IN
+            (SELECT ingest_id, toUInt64(uniqExact(record_index))
+             FROM {database}.records_staging
+             WHERE ingest_id GLOBAL IN (SELECT ingest_id FROM {database}.reports_staging WHERE batch_id = {batch})
+             GROUP BY ingest_id))
+  )
   AND (policy_domain, date_begin, org_name, report_id) GLOBAL NOT IN
   (
       SELECT policy_domain, date_begin, org_name, report_id
