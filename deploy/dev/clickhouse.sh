@@ -2,20 +2,27 @@
 # Local ClickHouse (Debian 12's clickhouse-server 18.16) for development and tests.
 #
 #   clickhouse.sh install            apt-get install the server + client (once)
-#   clickhouse.sh start              start on 127.0.0.1, wait until /ping answers
+#   clickhouse.sh start              start on 127.0.0.1 (HTTP and HTTPS), wait until /ping
+#                                    answers on both
 #   clickhouse.sh stop               stop the server started from this state dir
 #   clickhouse.sh status             exit 0 if the server answers
 #   clickhouse.sh client ARGS...     clickhouse-client against the local server
 #   clickhouse.sh query SQL          run SQL over HTTP with curl (SQL or stdin)
 #
 # Environment: DMARC_STATE_DIR (default <repo>/.state), DMARC_CH_HTTP_PORT (8123),
-# DMARC_CH_TCP_PORT (9000). Everything (data, logs, config copy, pid) lives in
-# $DMARC_STATE_DIR/clickhouse; `stop` then `rm -rf` that directory resets it.
+# DMARC_CH_HTTPS_PORT (8443), DMARC_CH_TCP_PORT (9000). Everything (data, logs, config
+# copy, pid, test certificates) lives in $DMARC_STATE_DIR/clickhouse; `stop` then
+# `rm -rf` that directory resets it.
+#
+# HTTPS uses a test CA made on first start: clients trust $STATE/clickhouse/tls/ca.pem.
+# The server certificate (CN/SAN localhost, IP 127.0.0.1) is signed by it and distinct
+# from it (rustls refuses a CA certificate used as the server's own).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STATE=${DMARC_STATE_DIR:-$REPO/.state}
 HTTP_PORT=${DMARC_CH_HTTP_PORT:-8123}
+HTTPS_PORT=${DMARC_CH_HTTPS_PORT:-8443}
 TCP_PORT=${DMARC_CH_TCP_PORT:-9000}
 START_TIMEOUT=${DMARC_CH_START_TIMEOUT:-30}   # seconds
 
@@ -26,6 +33,7 @@ LOGS=$CH/log
 PIDFILE=$CH/clickhouse-server.pid
 STDLOG=$LOGS/stdout.log # the server's own stdout/stderr
 CONFIG=$ETC/config.xml
+TLS=$CH/tls             # ca.pem, ca.key, server.pem, server.key
 
 # True if PID exists and is not a zombie (an exited child not yet reaped by init).
 alive() {
@@ -38,6 +46,22 @@ die() { echo "clickhouse.sh: $*" >&2; exit 1; }
 
 ping_ok() {
     [[ $(curl -sf --max-time 2 "http://127.0.0.1:$HTTP_PORT/ping" 2>/dev/null) == "Ok." ]]
+}
+
+# /ping over HTTPS, the certificate checked against the test CA.
+https_ok() {
+    [[ -s $TLS/ca.pem ]] || return 1
+    [[ $(curl -sf --max-time 2 --cacert "$TLS/ca.pem" "https://127.0.0.1:$HTTPS_PORT/ping" 2>/dev/null) == "Ok." ]]
+}
+
+# True if something accepts TCP connections on 127.0.0.1:PORT.
+port_taken() {
+    { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+    exec 3<&- 3>&-
+}
+
+urls() {
+    echo "http://127.0.0.1:$HTTP_PORT https://127.0.0.1:$HTTPS_PORT (CA $TLS/ca.pem) tcp 127.0.0.1:$TCP_PORT"
 }
 
 # PID from the pid file, only if that process is a clickhouse-server using our
@@ -53,7 +77,8 @@ our_pid() {
 }
 
 cmd_install() {
-    if command -v clickhouse-server >/dev/null && command -v clickhouse-client >/dev/null; then
+    if command -v clickhouse-server >/dev/null && command -v clickhouse-client >/dev/null &&
+        command -v openssl >/dev/null; then
         return 0
     fi
     [[ $(id -u) == 0 ]] || die "install needs root (apt-get)"
@@ -62,8 +87,10 @@ cmd_install() {
         apt-get update -qq
     fi
     # Retry once after an update: stale package lists give 404s.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null ||
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null; }
+    # openssl: the test CA and server certificate of the HTTPS port.
+    local pkgs=(clickhouse-server clickhouse-client openssl ca-certificates)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null; }
     # The package's postinst may start the system-wide daemon via invoke-rc.d where
     # that is allowed (no systemd and usually a policy-rc.d that denies it here).
     # It would hold ports 8123/9000, so stop it if it did.
@@ -72,8 +99,47 @@ cmd_install() {
     fi
 }
 
+# Test CA + server certificate signed by it (CN/SAN localhost, IP 127.0.0.1). Made once;
+# made again when the server certificate has less than a day left.
+make_certs() {
+    if [[ -s $TLS/ca.pem && -s $TLS/server.key ]] &&
+        openssl x509 -checkend 86400 -noout -in "$TLS/server.pem" >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v openssl >/dev/null || die "openssl missing: run '$0 install'"
+    mkdir -p "$TLS"
+    local tmp
+    tmp=$(mktemp -d)
+    (
+        cd "$tmp"
+        openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+        openssl req -x509 -new -key ca.key -sha256 -days 3650 \
+            -subj "/CN=dmarc-ingest dev ClickHouse test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -addext "subjectKeyIdentifier=hash" -out ca.pem
+        openssl ecparam -name prime256v1 -genkey -noout -out server.key
+        openssl req -new -key server.key -subj "/CN=localhost" -out server.csr
+        printf '%s\n' \
+            'basicConstraints = critical,CA:FALSE' \
+            'keyUsage = critical,digitalSignature' \
+            'extendedKeyUsage = serverAuth' \
+            'subjectAltName = DNS:localhost,IP:127.0.0.1' \
+            'subjectKeyIdentifier = hash' \
+            'authorityKeyIdentifier = keyid,issuer' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 \
+            -days 825 -extfile server.ext -out server.pem
+    ) >/dev/null 2>"$tmp/openssl.err" || { cat "$tmp/openssl.err" >&2; rm -rf "$tmp"; die "certificate generation failed"; }
+    install -m 0644 "$tmp/ca.pem" "$TLS/ca.pem"
+    install -m 0600 "$tmp/ca.key" "$TLS/ca.key"
+    install -m 0644 "$tmp/server.pem" "$TLS/server.pem"
+    install -m 0600 "$tmp/server.key" "$TLS/server.key"
+    rm -rf "$tmp"
+}
+
 # Copy the packaged config and users files into $ETC with every path moved into
-# the state dir, listening on 127.0.0.1 only, our ports, no interserver port.
+# the state dir, listening on 127.0.0.1 only, our ports (HTTPS with the test
+# certificate, no secure native port), no interserver port.
 write_config() {
     local src=/etc/clickhouse-server
     [[ -r $src/config.xml && -r $src/users.xml ]] || die "$src/config.xml missing: run '$0 install'"
@@ -85,15 +151,22 @@ write_config() {
         -e "s#<tcp_port>[0-9]*</tcp_port>#<tcp_port>$TCP_PORT</tcp_port>#" \
         -e "s#<port>9000</port>#<port>$TCP_PORT</port>#g" \
         -e "s#<interserver_http_port>[0-9]*</interserver_http_port>#<!-- interserver port disabled for dev -->#" \
+        -e "s#<certificateFile>[^<]*</certificateFile>#<certificateFile>$TLS/server.pem</certificateFile>#" \
+        -e "s#<privateKeyFile>[^<]*</privateKeyFile>#<privateKeyFile>$TLS/server.key</privateKeyFile>#" \
+        -e "s#<dhParamsFile>[^<]*</dhParamsFile>#<!-- no dhParamsFile: ECDHE only -->#" \
         -e "s#<level>[a-z]*</level>#<level>information</level>#" \
         -e "s#<size>1000M</size>#<size>100M</size>#" \
         -e "s#<count>10</count>#<count>2</count>#" \
-        -e "s#</yandex>#    <listen_host>127.0.0.1</listen_host>\n    <timezone>UTC</timezone>\n    <max_table_size_to_drop>0</max_table_size_to_drop>\n    <max_partition_size_to_drop>0</max_partition_size_to_drop>\n</yandex>#" \
+        -e "s#</yandex>#    <https_port>$HTTPS_PORT</https_port>\n    <listen_host>127.0.0.1</listen_host>\n    <timezone>UTC</timezone>\n    <max_table_size_to_drop>0</max_table_size_to_drop>\n    <max_partition_size_to_drop>0</max_partition_size_to_drop>\n</yandex>#" \
         "$src/config.xml" >"$tmp"
     # Every path must now point into the state dir.
     if grep -nE '/var/(lib|log|run)/' "$tmp" >&2; then
         die "packaged config.xml has paths this script does not move (above)"
     fi
+    # The HTTPS port needs <openSSL><server> to use our certificate (one of each element).
+    local n
+    n=$(grep -cE "<certificateFile>$TLS/server.pem</certificateFile>|<privateKeyFile>$TLS/server.key</privateKeyFile>" "$tmp") || true
+    [[ $n == 2 ]] || die "packaged config.xml has no single <openSSL><server> certificateFile/privateKeyFile to point at the test certificate"
     mv "$tmp" "$CONFIG"
     # users.xml: default user limited to loopback (it has no password).
     sed -e 's#<ip>::/0</ip>#<ip>::1</ip><ip>127.0.0.1</ip>#' "$src/users.xml" >"$ETC/users.xml.tmp"
@@ -105,10 +178,16 @@ cmd_start() {
     if pid=$(our_pid); then
         # Already started from this state dir: done if it answers, else it may
         # still be starting up; fall through to the wait below.
-        ping_ok && { echo "clickhouse: running (pid $pid), http://127.0.0.1:$HTTP_PORT"; return 0; }
+        if ping_ok; then
+            https_ok || die "running (pid $pid) but not answering HTTPS on 127.0.0.1:$HTTPS_PORT (started by an older version of this script, or with another DMARC_CH_HTTPS_PORT?): '$0 stop', then start"
+            echo "clickhouse: running (pid $pid), $(urls)"
+            return 0
+        fi
     else
         command -v clickhouse-server >/dev/null || die "clickhouse-server missing: run '$0 install'"
         ping_ok && die "something else answers on 127.0.0.1:$HTTP_PORT (set DMARC_CH_HTTP_PORT)"
+        port_taken "$HTTPS_PORT" && die "something else listens on 127.0.0.1:$HTTPS_PORT (set DMARC_CH_HTTPS_PORT)"
+        make_certs
         write_config
         rm -f "$PIDFILE"
         t0=${EPOCHREALTIME/[.,]/}   # microseconds
@@ -122,7 +201,7 @@ cmd_start() {
         [[ -f $PIDFILE ]] || echo "$pid" >"$PIDFILE"
     fi
     local deadline=$((SECONDS + START_TIMEOUT))
-    until ping_ok; do
+    until ping_ok && https_ok; do
         if ! alive "$pid"; then
             echo "clickhouse-server exited during start-up; log tail:" >&2
             tail -n 30 "$STDLOG" "$LOGS/clickhouse-server.err.log" >&2 2>/dev/null || true
@@ -130,7 +209,7 @@ cmd_start() {
             exit 1
         fi
         if ((SECONDS >= deadline)); then
-            echo "clickhouse-server did not answer /ping within ${START_TIMEOUT}s; log tail:" >&2
+            echo "clickhouse-server did not answer /ping on HTTP and HTTPS within ${START_TIMEOUT}s; log tail:" >&2
             tail -n 30 "$STDLOG" "$LOGS/clickhouse-server.err.log" >&2 2>/dev/null || true
             exit 1
         fi
@@ -138,9 +217,9 @@ cmd_start() {
     done
     if [[ -n ${t0:-} ]]; then
         local ms=$(((${EPOCHREALTIME/[.,]/} - t0) / 1000))
-        echo "clickhouse: started (pid $pid) in ${ms} ms, http://127.0.0.1:$HTTP_PORT tcp 127.0.0.1:$TCP_PORT"
+        echo "clickhouse: started (pid $pid) in ${ms} ms, $(urls)"
     else
-        echo "clickhouse: running (pid $pid), http://127.0.0.1:$HTTP_PORT"
+        echo "clickhouse: running (pid $pid), $(urls)"
     fi
 }
 
@@ -170,7 +249,7 @@ cmd_status() {
     if ping_ok; then
         local pid
         pid=$(our_pid) || pid="not from this state dir"
-        echo "clickhouse: running ($pid), http://127.0.0.1:$HTTP_PORT tcp 127.0.0.1:$TCP_PORT"
+        echo "clickhouse: running ($pid), $(urls)"
         return 0
     fi
     echo "clickhouse: not answering on 127.0.0.1:$HTTP_PORT"

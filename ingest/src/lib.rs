@@ -17,6 +17,8 @@
 //! - [`failure`]: every way an input or batch fails -> one [`failure::FailureKind`], which
 //!   alone decides retry or quarantine.
 //! - [`metrics`]: the daemon's counters as Prometheus text, and `/healthz`.
+//! - [`tls`]: system roots + an optional CA file -> the TLS client settings of every
+//!   connection (ClickHouse `https://`, IMAP).
 //! - [`cli`]: the `dmarc-ingest` command line.
 //!
 //! Stages know nothing of each other's internals: the parser knows no IMAP, the rows
@@ -36,3 +38,4 @@ pub mod pipeline;
 pub mod report;
 pub mod rows;
 pub mod store;
+pub mod tls;

@@ -170,8 +170,16 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 120;
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    /// HTTP(S) endpoint of the server.
+    /// HTTP(S) endpoint of the server. `http://` only to a loopback host (127.0.0.0/8,
+    /// ::1, localhost) unless `allow_insecure_http` is set.
     pub url: String,
+    /// Extra CA certificates (PEM) trusted for `https://` besides the system's roots
+    /// (a private CA, or a self-signed server's own). Read when the config is loaded.
+    pub ca_file: Option<PathBuf>,
+    /// Allows `http://` (clear text: the password and every report) to a host that is
+    /// not loopback, for a network the operator trusts (a container network).
+    #[serde(deserialize_with = "boolean")]
+    pub allow_insecure_http: bool,
     /// Database holding the tables (created by `schema apply`).
     pub database: String,
     pub user: String,
@@ -203,6 +211,46 @@ pub struct ClickHouseConfig {
     pub cluster: String,
 }
 
+impl ClickHouseConfig {
+    /// Whether the connection is TLS (`https://`).
+    pub fn is_https(&self) -> bool {
+        self.url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
+    /// Pure: the URL is `http(s)://host...`, and clear text goes only to a loopback host
+    /// unless `allow_insecure_http` says otherwise.
+    fn check_url(&self) -> Result<(), String> {
+        let uri: hyper::Uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("clickhouse.url {:?} is not a URL: {e}", self.url))?;
+        let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+        if !matches!(scheme.as_deref(), Some("http" | "https")) {
+            return Err(format!(
+                "clickhouse.url {:?} must start with http:// or https://",
+                self.url
+            ));
+        }
+        let host = uri.host().unwrap_or("");
+        if host.is_empty() {
+            return Err(format!("clickhouse.url {:?} names no host", self.url));
+        }
+        if !self.is_https() && !self.allow_insecure_http && !crate::tls::is_loopback_host(host) {
+            return Err(format!(
+                "clickhouse.url {:?} is clear-text HTTP to {host:?}, which is not a loopback \
+                 host (127.0.0.0/8, ::1, localhost): the password and the reports would cross \
+                 the network unencrypted. Use https:// (with clickhouse.ca_file for a private \
+                 CA), or set clickhouse.allow_insecure_http = true \
+                 (DMARC_INGEST_CLICKHOUSE_ALLOW_INSECURE_HTTP=true) for a network you trust",
+                self.url
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Transport compression between the importer and ClickHouse.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -215,6 +263,8 @@ impl Default for ClickHouseConfig {
     fn default() -> Self {
         ClickHouseConfig {
             url: DEFAULT_CLICKHOUSE_URL.into(),
+            ca_file: None,
+            allow_insecure_http: false,
             database: DEFAULT_DATABASE.into(),
             user: "default".into(),
             password: String::new(),
@@ -300,10 +350,23 @@ impl Config {
         Ok(config)
     }
 
-    /// Replaces `*_file` secrets by the files' contents.
+    /// Replaces `*_file` secrets by the files' contents, and checks that the ClickHouse
+    /// `ca_file` holds certificates (an empty value, as from the environment, is unset).
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
         if let Some(path) = &self.clickhouse.password_file {
             self.clickhouse.password = read_secret(path)?;
+        }
+        if self
+            .clickhouse
+            .ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.clickhouse.ca_file = None;
+        }
+        if let Some(path) = &self.clickhouse.ca_file {
+            crate::tls::read_ca_file(path)
+                .map_err(|e| ConfigError::Invalid(format!("clickhouse.{e}")))?;
         }
         for account in std::iter::once(&mut self.imap).chain(self.imap_accounts.iter_mut()) {
             if let Some(path) = account.password_file.clone() {
@@ -318,12 +381,7 @@ impl Config {
     /// Pure checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ch = &self.clickhouse;
-        if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
-            return Err(ConfigError::Invalid(format!(
-                "clickhouse.url {:?} must start with http:// or https://",
-                ch.url
-            )));
-        }
+        ch.check_url().map_err(ConfigError::Invalid)?;
         if ch.database.is_empty()
             || !ch
                 .database
@@ -408,6 +466,30 @@ where
             .trim()
             .parse()
             .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a number: {e}"))),
+    }
+}
+
+/// Deserializes a boolean given as a TOML boolean or as a string (from the environment):
+/// `true`/`false`, `1`/`0`, `yes`/`no`, any case.
+pub(crate) fn boolean<'de, D>(d: D) -> Result<bool, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum BoolOrString {
+        Bool(bool),
+        String(String),
+    }
+    match BoolOrString::deserialize(d)? {
+        BoolOrString::Bool(b) => Ok(b),
+        BoolOrString::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "{s:?} is not a boolean (true or false)"
+            ))),
+        },
     }
 }
 
@@ -541,6 +623,102 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(c.imap.password, "s3cret", "{file}");
         }
+    }
+
+    #[test]
+    fn clear_text_clickhouse_only_to_loopback_unless_allowed() {
+        let load = |toml: &str, vars: &[(&str, &str)]| {
+            Config::from_parts(
+                &format!("[clickhouse]\n{toml}"),
+                Path::new("c.toml"),
+                &env(vars),
+            )
+        };
+        for url in [
+            "http://127.0.0.1:8123",
+            "http://127.9.0.1:8123/",
+            "http://localhost:8123",
+            "http://[::1]:8123",
+            "https://clickhouse.example.org:8443",
+            "HTTPS://10.1.2.3",
+        ] {
+            let c = load(&format!("url = {url:?}"), &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(!c.clickhouse.allow_insecure_http);
+        }
+        for url in [
+            "http://clickhouse:8123",
+            "http://10.1.2.3:8123",
+            "http://[2001:db8::1]:8123",
+            "http://localhost.example.org",
+        ] {
+            let e = load(&format!("url = {url:?}"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(url)
+                    && e.contains("not a loopback host")
+                    && e.contains("allow_insecure_http = true"),
+                "{url}: {e}"
+            );
+            let c = load(&format!("url = {url:?}\nallow_insecure_http = true"), &[]).unwrap();
+            assert!(c.clickhouse.allow_insecure_http, "{url}");
+            // The same from the environment, where every value is a string.
+            for yes in ["true", "TRUE", "1", "yes"] {
+                let vars = [
+                    ("DMARC_INGEST_CLICKHOUSE_URL", url),
+                    ("DMARC_INGEST_CLICKHOUSE_ALLOW_INSECURE_HTTP", yes),
+                ];
+                load("", &vars).unwrap_or_else(|e| panic!("{url} {yes}: {e}"));
+            }
+            let vars = [
+                ("DMARC_INGEST_CLICKHOUSE_URL", url),
+                ("DMARC_INGEST_CLICKHOUSE_ALLOW_INSECURE_HTTP", "false"),
+            ];
+            assert!(load("", &vars).is_err(), "{url}");
+        }
+        let e = load("allow_insecure_http = \"maybe\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maybe") && e.contains("not a boolean"), "{e}");
+        for (url, says) in [
+            ("ftp://127.0.0.1", "must start with http:// or https://"),
+            ("127.0.0.1:8123", "must start with http:// or https://"),
+            ("https://", "not a URL"),
+            ("http://exa mple", "not a URL"),
+        ] {
+            let e = load(&format!("url = {url:?}"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn clickhouse_ca_file_is_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let text = format!("[clickhouse]\nurl = \"https://ch.example\"\nca_file = {missing:?}\n");
+        let e = Config::from_parts(&text, Path::new("c.toml"), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("clickhouse.ca_file") && e.contains("nope.pem") && e.contains("cannot read"),
+            "{e}"
+        );
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello\n").unwrap();
+        let vars = [("DMARC_INGEST_CLICKHOUSE_CA_FILE", not_pem.to_str().unwrap())];
+        let e = Config::from_parts("", Path::new("c.toml"), &env(&vars))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ca.pem") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        // Empty (as `DMARC_INGEST_CLICKHOUSE_CA_FILE=` leaves it): unset.
+        let vars = [("DMARC_INGEST_CLICKHOUSE_CA_FILE", "")];
+        let c = Config::from_parts("", Path::new("c.toml"), &env(&vars)).unwrap();
+        assert_eq!(c.clickhouse.ca_file, None);
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! refusing our credentials, a proxy failing, an error code we do not know) is never the
 //! mail's fault and keeps it for later; only errors about the values we sent (`Code: 117`,
 //! `53`, ...) count against the rows' report; a missing table means `schema apply` is due.
+//!
+//! TLS failures (a certificate that is not trusted or does not name the host, a port that
+//! does not speak TLS, an unreadable `ca_file`) are [`StoreError::Tls`]: the settings are
+//! wrong, so the call is not repeated and a command gives up at once instead of calling
+//! the server "unreachable" after every retry; the batch's mail is kept like for an
+//! unreachable server (`store_unreachable`), never quarantined.
 
 use crate::failure::FailureKind;
 
@@ -16,6 +22,11 @@ pub enum StoreError {
     /// Could not reach the server (refused, reset, timed out), after every retry.
     #[error("ClickHouse at {url} is unreachable: {message}")]
     Unreachable { url: String, message: String },
+    /// TLS with the server failed in a way waiting does not cure (its certificate is not
+    /// trusted or names another host, the port speaks no TLS, `ca_file` is unusable): an
+    /// operator must fix `[clickhouse] url` / `ca_file` or the server's certificate.
+    #[error("ClickHouse at {url}: TLS: {message}")]
+    Tls { url: String, message: String },
     /// The server (or a proxy before it) is unwell or refuses us: disk full, memory,
     /// overloaded after every retry, authentication, an unknown error.
     #[error("ClickHouse is unavailable: {0}")]
@@ -39,7 +50,10 @@ impl StoreError {
     /// The failure's class: what becomes of the inputs of the batch.
     pub fn kind(&self) -> FailureKind {
         match self {
-            StoreError::Unreachable { .. } => FailureKind::StoreUnreachable,
+            // Not the mail's fault: kept and tried later, like an unreachable server.
+            StoreError::Unreachable { .. } | StoreError::Tls { .. } => {
+                FailureKind::StoreUnreachable
+            }
             StoreError::Unavailable(_) | StoreError::MemoryLimit(_) => {
                 FailureKind::StoreUnavailable
             }
@@ -49,9 +63,15 @@ impl StoreError {
         }
     }
 
-    /// Whether retrying later may succeed.
+    /// Whether waiting and trying again may succeed without anyone changing anything: a
+    /// command or the daemon's start-up keeps waiting on these, and gives up at once on
+    /// the others. A TLS failure is not transient (the settings are wrong) although its
+    /// batch's mail is kept ([`StoreError::kind`] decides the fate of mail).
     pub fn is_transient(&self) -> bool {
-        self.kind().is_transient()
+        match self {
+            StoreError::Tls { .. } => false,
+            other => other.kind().is_transient(),
+        }
     }
 }
 
@@ -196,6 +216,15 @@ pub fn first_line(message: &str) -> String {
 /// backoff).
 pub fn classify(url: &str, e: clickhouse::error::Error) -> (StoreError, bool) {
     use clickhouse::error::Error as E;
+    if let Some(tls) = rustls_error(&e) {
+        return (
+            StoreError::Tls {
+                url: url.to_owned(),
+                message: tls_message(tls),
+            },
+            false,
+        );
+    }
     match e {
         E::Network(_) | E::TimedOut => (
             StoreError::Unreachable {
@@ -228,6 +257,56 @@ pub fn classify(url: &str, e: clickhouse::error::Error) -> (StoreError, bool) {
         // fault either; the batch waits and the error is logged.
         other => (StoreError::Unavailable(error_chain(&other)), false),
     }
+}
+
+/// The rustls error somewhere in `e`'s chain (hyper-rustls hands it up inside an
+/// `io::Error`, whose own `source()` skips it).
+fn rustls_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a tokio_rustls::rustls::Error> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<tokio_rustls::rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(tls) = rustls_error(inner) {
+                return Some(tls);
+            }
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// What a TLS failure means for the operator.
+fn tls_message(e: &tokio_rustls::rustls::Error) -> String {
+    use tokio_rustls::rustls::{CertificateError, Error as T};
+    let hint = match e {
+        T::InvalidCertificate(CertificateError::NotValidForName)
+        | T::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
+            "the server's certificate names another host: use that name in [clickhouse] url"
+        }
+        T::InvalidCertificate(CertificateError::Expired)
+        | T::InvalidCertificate(CertificateError::ExpiredContext { .. })
+        | T::InvalidCertificate(CertificateError::NotValidYet)
+        | T::InvalidCertificate(CertificateError::NotValidYetContext { .. }) => {
+            "the server's certificate is outside its validity period (or this clock is wrong)"
+        }
+        T::InvalidCertificate(_) => {
+            "the server's certificate is not trusted: set [clickhouse] ca_file to the CA \
+             certificate (PEM) that signed it"
+        }
+        T::InvalidMessage(_) | T::InappropriateMessage { .. } => {
+            "the port does not speak TLS: is it the server's HTTPS port? A plain HTTP port \
+             needs an http:// URL"
+        }
+        _ => "check [clickhouse] url and ca_file",
+    };
+    format!("{e} ({hint})")
 }
 
 /// An error with its sources, `a: b: c`.
@@ -302,6 +381,55 @@ mod tests {
         );
         let (e, _) = bad("<html><title>401 Authorization Required</title></html>");
         assert!(e.to_string().contains("check [clickhouse]"), "{e}");
+    }
+
+    #[test]
+    fn tls_failures_are_settings_not_retried_and_keep_the_mail() {
+        use crate::failure::Retry;
+        use tokio_rustls::rustls::{CertificateError, Error as T};
+        // As hyper-rustls hands it up: rustls' error in an io::Error in the connector's.
+        let wrapped = |tls: T| {
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+            clickhouse::error::Error::Network(Box::new(io))
+        };
+        let cases = [
+            (
+                T::InvalidCertificate(CertificateError::UnknownIssuer),
+                "set [clickhouse] ca_file",
+            ),
+            (
+                T::InvalidCertificate(CertificateError::NotValidForName),
+                "names another host",
+            ),
+            (
+                T::InvalidCertificate(CertificateError::Expired),
+                "validity period",
+            ),
+            (
+                T::InvalidMessage(tokio_rustls::rustls::InvalidMessage::InvalidContentType),
+                "does not speak TLS",
+            ),
+        ];
+        for (tls, hint) in cases {
+            let (e, again) = classify("https://ch.example:8443", wrapped(tls));
+            assert!(matches!(e, StoreError::Tls { .. }), "{e:?}");
+            assert!(!again, "{e}: not repeated");
+            assert!(!e.is_transient(), "{e}: commands give up at once");
+            assert_eq!(e.kind(), FailureKind::StoreUnreachable, "{e}");
+            assert_eq!(e.kind().retry(), Retry::Later, "{e}: the mail is kept");
+            let text = e.to_string();
+            assert!(
+                text.contains("https://ch.example:8443") && text.contains(hint),
+                "{text}"
+            );
+        }
+        // Plain network trouble stays unreachable and retried.
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let (e, again) = classify(
+            "https://x",
+            clickhouse::error::Error::Network(Box::new(refused)),
+        );
+        assert!(matches!(e, StoreError::Unreachable { .. }) && again && e.is_transient());
     }
 
     #[test]

@@ -129,6 +129,42 @@ const CLUSTER_QUERIES: Queries = Queries {
 const STALE_STAGING_SQL: &str =
     include_str!("../../../schema/queries/stale_staging_partitions.sql");
 
+/// TCP keepalive on connections to ClickHouse (as the clickhouse crate's own client).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// How long an idle connection is kept for reuse: below the server's HTTP keep-alive
+/// timeout (3 s by default, 10 s since 23.11), so the client never reuses one the server
+/// is closing (as the clickhouse crate's own client).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The HTTP client under `clickhouse::Client`: HTTP/1.1, pooled, and for `https://`
+/// rustls with the roots of [`crate::tls::client_config`]. (The crate's default client has
+/// no TLS without its own TLS features, which would bring their own roots.)
+fn http_client(config: &ClickHouseConfig) -> Result<clickhouse::Client, StoreError> {
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    use hyper_util::rt::TokioExecutor;
+
+    let mut http = HttpConnector::new();
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_idle_timeout(POOL_IDLE_TIMEOUT);
+    if !config.is_https() {
+        // Plain HTTP needs no roots: a host without any CA certificates still works.
+        return Ok(clickhouse::Client::with_http_client(builder.build(http)));
+    }
+    let tls =
+        crate::tls::client_config(config.ca_file.as_deref()).map_err(|e| StoreError::Tls {
+            url: config.url.clone(),
+            message: format!("[clickhouse] {e}"),
+        })?;
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(clickhouse::Client::with_http_client(builder.build(https)))
+}
+
 /// A connection to the configured ClickHouse database (cheap to clone).
 #[derive(Clone)]
 pub struct Store {
@@ -140,8 +176,10 @@ pub struct Store {
 
 impl Store {
     /// Connects (with retries) and reads the server version. No schema is needed yet.
+    /// `https://` trusts the system's roots and `ca_file`; a certificate that is not
+    /// trusted fails at once with [`StoreError::Tls`].
     pub async fn connect(config: &ClickHouseConfig) -> Result<Store, StoreError> {
-        let client = clickhouse::Client::default()
+        let client = http_client(config)?
             .with_url(&config.url)
             .with_user(&config.user)
             .with_password(&config.password)

@@ -30,10 +30,30 @@ pub fn shared_server() -> &'static str {
     })
 }
 
+/// The shared dev ClickHouse's HTTPS URL (started if needed) and the test CA its
+/// certificate is signed by.
+pub fn shared_https_server() -> (String, PathBuf) {
+    shared_server();
+    let port = std::env::var("DMARC_CH_HTTPS_PORT").unwrap_or_else(|_| "8443".into());
+    (
+        format!("https://127.0.0.1:{port}"),
+        shared_state().join("clickhouse/tls/ca.pem"),
+    )
+}
+
+/// The state directory of the shared dev servers.
+fn shared_state() -> PathBuf {
+    std::env::var_os("DMARC_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".state"))
+}
+
 /// A test's own database on a server.
 pub struct TestDb {
     pub url: String,
     pub database: String,
+    /// The CA to trust for an `https://` URL (`[clickhouse] ca_file`).
+    pub ca_file: Option<PathBuf>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -44,9 +64,15 @@ impl TestDb {
     }
 
     pub fn fresh_on(url: &str, name: &str) -> TestDb {
+        Self::fresh_with_ca(url, None, name)
+    }
+
+    /// The same over `https://`, trusting `ca_file` (and the system's roots).
+    pub fn fresh_with_ca(url: &str, ca_file: Option<&Path>, name: &str) -> TestDb {
         let db = TestDb {
             url: url.to_owned(),
             database: format!("test_{name}"),
+            ca_file: ca_file.map(Path::to_owned),
             runtime: tokio::runtime::Runtime::new().unwrap(),
         };
         db.sql(&format!("DROP DATABASE IF EXISTS {}", db.database));
@@ -62,6 +88,7 @@ impl TestDb {
     pub fn config(&self) -> ClickHouseConfig {
         ClickHouseConfig {
             url: self.url.clone(),
+            ca_file: self.ca_file.clone(),
             database: self.database.clone(),
             max_attempts: 2,
             retry_initial_ms: 50,
@@ -72,14 +99,21 @@ impl TestDb {
 
     /// Environment that points the binary at this database.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("DMARC_INGEST_CLICKHOUSE_URL".into(), self.url.clone()),
             (
                 "DMARC_INGEST_CLICKHOUSE_DATABASE".into(),
                 self.database.clone(),
             ),
             ("DMARC_INGEST_LOG".into(), "warn".into()),
-        ]
+        ];
+        if let Some(ca) = &self.ca_file {
+            env.push((
+                "DMARC_INGEST_CLICKHOUSE_CA_FILE".into(),
+                ca.display().to_string(),
+            ));
+        }
+        env
     }
 
     /// Runs `dmarc-ingest ARGS` against this database.
@@ -93,16 +127,21 @@ impl TestDb {
         c
     }
 
+    /// `curl -sS --fail-with-body` (trusting `ca_file`, if any).
+    fn curl(&self) -> Command {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--fail-with-body"]);
+        if let Some(ca) = &self.ca_file {
+            c.arg("--cacert").arg(ca);
+        }
+        c
+    }
+
     /// Runs a statement over HTTP.
     pub fn sql(&self, sql: &str) {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--fail-with-body",
-                "--data-binary",
-                sql,
-                &format!("{}/", self.url),
-            ])
+        let out = self
+            .curl()
+            .args(["--data-binary", sql, &format!("{}/", self.url)])
             .output()
             .unwrap();
         assert!(
@@ -123,10 +162,9 @@ impl TestDb {
 
     /// `(report identity) -> record count` of what analysts see.
     pub fn records_per_report(&self) -> HashMap<String, u64> {
-        let out = Command::new("curl")
+        let out = self
+            .curl()
             .args([
-                "-sS",
-                "--fail-with-body",
                 "--data-binary",
                 &format!(
                     "SELECT concat(org_name, '|', report_id, '|', policy_domain, '|', toString(toUInt32(date_begin))) AS k, count() \
@@ -201,6 +239,7 @@ pub fn write_reports(dir: &Path, tag: &str, count: usize, records: usize) -> Vec
 pub struct OwnServer {
     state: tempfile::TempDir,
     http_port: u16,
+    https_port: u16,
     tcp_port: u16,
 }
 
@@ -209,6 +248,7 @@ impl OwnServer {
         let s = OwnServer {
             state: tempfile::tempdir().unwrap(),
             http_port: 18_123 + (std::process::id() % 500) as u16,
+            https_port: 17_443 + (std::process::id() % 500) as u16,
             tcp_port: 19_000 + (std::process::id() % 500) as u16,
         };
         s.script("start");
@@ -220,6 +260,7 @@ impl OwnServer {
             .arg(action)
             .env("DMARC_STATE_DIR", self.state.path())
             .env("DMARC_CH_HTTP_PORT", self.http_port.to_string())
+            .env("DMARC_CH_HTTPS_PORT", self.https_port.to_string())
             .env("DMARC_CH_TCP_PORT", self.tcp_port.to_string())
             .output()
             .unwrap();
@@ -257,8 +298,5 @@ impl Drop for OwnServer {
 /// config in `$DMARC_STATE_DIR/clickhouse/etc`): a file there adds users and profiles,
 /// which the server loads within seconds, without a restart.
 pub fn shared_users_d() -> PathBuf {
-    let state = std::env::var_os("DMARC_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".state"));
-    state.join("clickhouse/etc/users.d")
+    shared_state().join("clickhouse/etc/users.d")
 }
