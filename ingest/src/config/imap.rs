@@ -2,7 +2,6 @@
 //! [`ImapConfig`] per mailbox (pure checks; nothing connects here).
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -192,7 +191,7 @@ impl ImapConfig {
         if self.port == 0 {
             return Err("port must not be 0".into());
         }
-        if self.tls == TlsMode::None && !is_loopback(&self.host) {
+        if self.tls == TlsMode::None && !crate::tls::is_loopback_host(&self.host) {
             return Err(format!(
                 "tls = \"none\" is only allowed to a loopback host (127.0.0.0/8, ::1, \
                  localhost), not {:?}: use \"tls\" or \"starttls\"",
@@ -255,13 +254,6 @@ impl ImapConfig {
         }
         Ok(())
     }
-}
-
-/// True for 127.0.0.0/8, ::1 (also in brackets) and `localhost`.
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A value sent as an IMAP quoted string cannot hold CR, LF or NUL.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsConnector;
-use tracing::debug;
 
 use super::error::{io_error, MailboxError};
 use super::session::Io;
@@ -34,41 +33,10 @@ pub(super) async fn tls_handshake(cfg: &ImapConfig, tcp: TcpStream) -> Result<Io
 }
 
 pub(super) fn tls_connector(ca_file: Option<&Path>) -> Result<TlsConnector, MailboxError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for e in &native.errors {
-        debug!(error = %e, "a system CA certificate could not be loaded");
-    }
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| MailboxError::Config(format!("ca_file {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(MailboxError::Config(format!(
-                "ca_file {} holds no PEM certificate",
-                path.display()
-            )));
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| MailboxError::Config(format!("ca_file {}: {e}", path.display())))?;
-        }
-    }
-    if roots.is_empty() {
-        return Err(MailboxError::Config(
-            "no trusted CA certificates: the system has none and no ca_file is set".into(),
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| MailboxError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    use crate::tls::TlsError;
+    let config = crate::tls::client_config(ca_file).map_err(|e| match e {
+        TlsError::CaFile { .. } | TlsError::NoRoots => MailboxError::Config(e.to_string()),
+        TlsError::Settings(_) => MailboxError::Tls(e.to_string()),
+    })?;
     Ok(TlsConnector::from(Arc::new(config)))
 }
