@@ -645,3 +645,54 @@ fn hostile_mail_is_quarantined_in_bounded_attempts_under_the_memory_budget() {
     );
     eprintln!("hostile mix: runs (exit code, peak RSS KiB, time): {runs:?}");
 }
+
+#[test]
+fn a_session_lost_during_a_slow_batch_is_reopened_before_the_move() {
+    // dovecot's autologout (30 minutes) is fixed at build time; a server that drops the
+    // session while a batch is written is what it does: here the session is cut while
+    // the batch sleeps, the keepalive NOOP finds it gone, and the mail is moved over a
+    // new session after its UIDVALIDITY is checked, not processed again.
+    let imap = Dovecot::own(3);
+    let user = "dm_slow";
+    imap.fresh_user(user);
+    let db = TestDb::fresh("daemon_slow");
+    let work = tempfile::tempdir().unwrap();
+    let reports = write_reports(work.path(), "slow", 5, 10);
+    let mails = as_mails(&work.path().join("mails"), &reports);
+    imap.deliver(user, "INBOX", &mails);
+    let slow = [
+        ("DMARC_TEST_BATCH_DELAY_MS", "4000"),
+        ("DMARC_INGEST_IMAP_KEEPALIVE_SECS", "1"),
+    ];
+    let mut child = db
+        .command(&["run", "--once"])
+        .envs(imap.env(user))
+        .envs(slow)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the batch to start", Duration::from_secs(30), || {
+        db.number("SELECT count() FROM {database}.mail_attempts") > 0
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    imap.cut_sessions();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("IMAP session lost while the batch was written"),
+        "the keepalive saw the cut: {stderr}"
+    );
+    assert_eq!(imap.counts(user, &["INBOX", "Archive"]), [0, mails.len()]);
+    assert!(
+        stderr.contains(" 0 duplicates"),
+        "nothing was processed twice: {stderr}"
+    );
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.mail_attempts"),
+        mails.len() as u64,
+        "one attempt each"
+    );
+}

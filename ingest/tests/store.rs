@@ -375,3 +375,58 @@ fn abandoning_a_report_keeps_the_rows_of_the_one_finished_before() {
     assert_eq!(outcomes[0].1, ReportOutcome::Published);
     assert_eq!(db.number("SELECT count() FROM {database}.records"), count);
 }
+
+#[test]
+fn a_decade_of_archived_reports_imports_in_one_run() {
+    // One report a month for 130 months: one publish batch, but current ClickHouse refuses
+    // an insert block over 100 partitions; the store publishes it in month groups.
+    let db = TestDb::fresh("decade");
+    let dir = tempfile::tempdir().unwrap();
+    let first = 1_262_304_000u32; // 2010-01-01
+    for i in 0..130u32 {
+        let begin = first + i * 31 * 86_400;
+        let xml = format!(
+            "<feedback><report_metadata><org_name>archive.example</org_name><report_id>m{i}</report_id>\
+             <date_range><begin>{begin}</begin><end>{}</end></date_range></report_metadata>\
+             <policy_published><domain>example.com</domain></policy_published>\
+             <record><row><source_ip>192.0.2.{}</source_ip><count>{}</count></row>\
+             <identifiers><header_from>example.com</header_from></identifiers></record></feedback>",
+            begin + 86_399,
+            i % 250 + 1,
+            i + 1
+        );
+        std::fs::write(dir.path().join(format!("m{i:03}.xml")), xml).unwrap();
+    }
+    let out = db.cli(&["import", dir.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("130 reports imported"), "{stderr}");
+    assert_eq!(totals(&db), (130, (1..=130).sum()));
+    assert_eq!(
+        db.number("SELECT uniqExact(toYYYYMM(date_begin)) FROM {database}.records"),
+        130
+    );
+}
+
+#[test]
+fn a_publish_out_of_memory_is_split_until_it_passes() {
+    // ClickHouse's memory limit (Code 241) refuses a publish of more than three reports
+    // (a test fault): the batch of ten is published in halves, then quarters.
+    let db = TestDb::fresh("memory_split");
+    let dir = tempfile::tempdir().unwrap();
+    let reports = common::clickhouse::write_reports(dir.path(), "mem", 10, 5);
+    let out = db
+        .command(&["import", dir.path().to_str().unwrap()])
+        .env("DMARC_TEST_PUBLISH_MEMORY_LIMIT_REPORTS", "3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("splitting the batch"), "{stderr}");
+    assert!(stderr.contains("10 reports imported"), "{stderr}");
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.reports"),
+        reports.len() as u64
+    );
+    assert_eq!(db.number("SELECT count() FROM {database}.records"), 50);
+}

@@ -399,7 +399,11 @@ impl Store {
                 r.batch_id = batch_id;
             }
             self.insert_rows("reports_staging", &reports).await?;
-            match self.publish(batch_id).await {
+            let published = match test_memory_limit(reports.len()) {
+                Some(e) => Err(e),
+                None => self.publish(batch_id).await,
+            };
+            match published {
                 Err(StoreError::MemoryLimit(reason)) if reports.len() > 1 => {
                     tracing::warn!(reports = reports.len(), %reason, "publish out of memory; splitting the batch");
                     let second = reports.split_off(reports.len() / 2);
@@ -565,6 +569,23 @@ impl Store {
         self.retry("query", || self.client.query(&sql).fetch_one::<u64>())
             .await
     }
+}
+
+/// Test-only fault (debug builds): a publish of more reports than
+/// `DMARC_TEST_PUBLISH_MEMORY_LIMIT_REPORTS` fails as ClickHouse does when out of memory.
+fn test_memory_limit(reports: usize) -> Option<StoreError> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let limit: usize = std::env::var("DMARC_TEST_PUBLISH_MEMORY_LIMIT_REPORTS")
+        .ok()?
+        .parse()
+        .ok()?;
+    (reports > limit).then(|| {
+        StoreError::MemoryLimit(format!(
+            "Code: 241. DB::Exception: Memory limit (test fault: over {limit} reports) exceeded"
+        ))
+    })
 }
 
 /// What a publish did, by `ingest_id`.
