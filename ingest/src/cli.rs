@@ -317,7 +317,32 @@ fn parse(config: &Config, format: Format, paths: &[PathBuf]) -> ExitCode {
         closed: false,
         streamed: 0,
     };
-    input::read_paths(paths, &config.limits, &mut sink);
+    for item in input::list_files(paths) {
+        let flow = match item {
+            Ok(file) => {
+                // A panic in a stage fails this file only (its rows held back are dropped).
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    input::read_one_file(&file, &config.limits, &mut sink)
+                }));
+                caught.unwrap_or_else(|payload| {
+                    sink.rows.get_mut().clear();
+                    let message = crate::pipeline::panic_message(payload.as_ref());
+                    input::ReportSink::failure(
+                        &mut sink,
+                        &file.display().to_string(),
+                        &InputError::Sink {
+                            message: format!("a processing stage panicked: {message}"),
+                            kind: crate::failure::FailureKind::Panic,
+                        },
+                    )
+                })
+            }
+            Err((shown, e)) => input::ReportSink::failure(&mut sink, &shown, &InputError::Io(e)),
+        };
+        if flow == input::Flow::Stop {
+            break;
+        }
+    }
     if sink.out.flush().is_err() {
         sink.closed = true;
     }
@@ -364,6 +389,7 @@ impl<W: Write> PrintRows<W> {
         reader: &mut ReportReader<&mut dyn BufRead>,
     ) -> Result<(), InputError> {
         self.streamed = 0;
+        crate::pipeline::test_fault(&reader.header().report_id);
         while let Some(record) = reader.next_record()? {
             let row = rows::record_row(source, reader.header(), &record);
             self.rows.write(&row).map_err(|e| InputError::Sink {

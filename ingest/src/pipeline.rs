@@ -397,7 +397,7 @@ fn store_input_error(e: StoreError) -> InputError {
 /// Test-only faults, in debug builds only (the integration tests drive the debug
 /// binary): a report whose id is `DMARC_TEST_PANIC_REPORT_ID` panics its stage; one whose
 /// id is `DMARC_TEST_ABORT_REPORT_ID` aborts the process, as an out-of-memory kill would.
-fn test_fault(report_id: &str) {
+pub(crate) fn test_fault(report_id: &str) {
     if !cfg!(debug_assertions) {
         return;
     }

@@ -350,3 +350,37 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn a_panic_in_a_stage_fails_its_file_and_parse_goes_on() {
+    // google.xml's report panics (a test-only fault); dmarcbis.xml after it is printed.
+    let root = common::repo_root().join("sample-reports/reporters");
+    let m = common::run_measured(
+        Command::new(env!("CARGO_BIN_EXE_dmarc-ingest"))
+            .args(["parse", "--format", "csv"])
+            .arg(root.join("google.xml"))
+            .arg(root.join("dmarcbis.xml"))
+            .env("DMARC_TEST_PANIC_REPORT_ID", "4827365019283746501"),
+    );
+    assert_eq!(m.code, 1, "{}", m.stderr);
+    let errors: Vec<&str> = m
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", m.stderr);
+    assert!(
+        errors[0].contains("google.xml: a processing stage panicked"),
+        "{}",
+        m.stderr
+    );
+    let stdout = String::from_utf8(m.stdout).unwrap();
+    assert!(
+        !stdout.contains("4827365019283746501"),
+        "no row of the panicking report"
+    );
+    assert!(
+        stdout.contains("6f2d8c1e-3b7a-4e59-9c0d-a41b5e7f2c90"),
+        "{stdout}"
+    );
+}
