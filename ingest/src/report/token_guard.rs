@@ -238,6 +238,12 @@ impl<R: BufRead> TokenGuard<R> {
         }
     }
 
+    /// Why the guard stopped the stream, once it has (whether or not a read has returned
+    /// the error yet).
+    pub fn failure(&self) -> Option<&TokenGuardError> {
+        self.failed.as_ref()
+    }
+
     fn error(&self) -> Option<io::Error> {
         self.failed.clone().map(io::Error::other)
     }
