@@ -313,15 +313,16 @@ impl BufRead for Counted<'_> {
     }
 }
 
-/// The largest fixed state of a decoder used here: bzip2's, for 900 kB blocks (a 4-byte
-/// slot per byte of the block).
-pub const BZIP2_DECODER: usize = 4 * 900_000;
+/// The largest fixed state of a decoder used here: LZMA's literal probabilities for the
+/// largest `lc` and `lp` a header may declare (8 and 4: 0x300 << 12 two-byte counters,
+/// 6 MiB; found by the `container` target). bzip2's, for 900 kB blocks, is 3.6 MB.
+pub const LARGEST_DECODER_STATE: usize = (0x300 << 12) * 2;
 
 /// The heap `for_each_xml` and one report reader may hold: the stream buffers and the
 /// decoders' state (zip, gzip, bzip2, LZMA/XZ dictionaries up to what the input can
 /// fill), the zip directory of an input this size, and one report reader.
 pub fn container_heap_budget(limits: &Limits, input: usize) -> usize {
-    1024 * 1024 + BZIP2_DECODER + 8 * input + report_heap_budget(limits)
+    1024 * 1024 + LARGEST_DECODER_STATE + 8 * input + report_heap_budget(limits)
 }
 
 /// The `container` target: the bytes as one file or attachment.
