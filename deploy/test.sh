@@ -32,3 +32,18 @@ deploy/dev/check-cluster-ddl.sh
 
 echo "== tests (one build, every test of the workspace)"
 cargo test --workspace --all-targets --locked
+
+echo "== fuzz targets (fuzz/: libFuzzer on stable), ${FUZZ_SECONDS:-10} s each on one core"
+# Replays every seed and every input in fuzz/regressions/, then fuzzes;
+# fails on a crash, a hang or an over-budget input (fuzz/run.sh; fuzz/README.md).
+(cd fuzz && cargo fmt -- --check)
+fuzz/run.sh --build
+mkdir -p .state
+for target in report container message; do
+    if ! fuzz/run.sh "$target" "${FUZZ_SECONDS:-10}" >".state/fuzz-$target.log" 2>&1; then
+        tail -n 60 ".state/fuzz-$target.log"
+        echo "fuzz target $target failed: the input is in fuzz/artifacts/$target/" >&2
+        exit 1
+    fi
+    echo "$target: $(grep -E '^stat::(number_of_executed_units|peak_rss_mb)' ".state/fuzz-$target.log" | tr '\n' ' ')"
+done

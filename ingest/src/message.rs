@@ -708,6 +708,29 @@ mod tests {
         assert!(matches!(err, MessageError::DecodedTooLarge { .. }), "{err}");
     }
 
+    /// Multiparts nested as deep as the part count allows, read on a thread with the
+    /// stack of the daemon's blocking threads (tokio's 2 MiB).
+    #[test]
+    fn deeply_nested_multiparts_fit_the_daemons_stack() {
+        let depth = DEFAULT_PARTS / 2;
+        let mut m = String::from("From: a@example.net\r\n");
+        for level in 0..depth {
+            m.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"
+            ));
+        }
+        m.push_str("Content-Type: text/plain\r\n\r\nhi\r\n");
+        let raw = m.into_bytes();
+        let outcome = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || report_attachments(&raw, &Limits::default()).map(|a| a.len()))
+            .unwrap()
+            .join()
+            .unwrap();
+        let err = outcome.unwrap_err();
+        assert!(matches!(err, MessageError::Mime(_)), "{err}");
+    }
+
     #[test]
     fn mime_shape_bounds_what_the_parser_builds() {
         let raw = mail(&[

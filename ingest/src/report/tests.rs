@@ -499,11 +499,107 @@ fn what_one_record_keeps_is_capped() {
 }
 
 #[test]
-fn a_doctype_is_refused_before_the_tokenizer_reads_it() {
+fn a_doctype_is_refused_and_a_long_one_is_not_buffered() {
+    let xml = format!("<?xml version=\"1.0\"?><!DOCTYPE feedback [<!ENTITY a \"b\">]>{MINIMAL}");
+    let err = read_all(&xml).unwrap_err();
+    assert!(matches!(err, ReportError::Doctype), "{err}");
     let xml = format!(
         "<?xml version=\"1.0\"?><!DOCTYPE feedback [{}]>{MINIMAL}",
         "<!ENTITY a \"b\">".repeat(100_000)
     );
     let err = read_all(&xml).unwrap_err();
-    assert!(matches!(err, ReportError::Doctype), "{err}");
+    assert_eq!(err.kind(), FailureKind::LimitExceeded, "{err}");
+}
+
+/// What reading `xml` gives when it arrives in reads of `chunk` bytes (0: all at once):
+/// the records yielded before the end or the error, and the error's kind.
+fn verdict(xml: &[u8], limits: &Limits, chunk: usize) -> (usize, Option<FailureKind>) {
+    fn drain<R: BufRead>(input: R, limits: &Limits) -> (usize, Option<FailureKind>) {
+        let mut reader = match ReportReader::open(input, limits) {
+            Ok(r) => r,
+            Err(e) => return (0, Some(e.kind())),
+        };
+        let mut records = 0;
+        loop {
+            match reader.next_record() {
+                Ok(Some(_)) => records += 1,
+                Ok(None) => return (records, None),
+                Err(e) => return (records, Some(e.kind())),
+            }
+        }
+    }
+    match chunk {
+        0 => drain(xml, limits),
+        n => drain(std::io::BufReader::with_capacity(n, xml), limits),
+    }
+}
+
+/// One report, one verdict: the same bytes read whole (a plain file) or in small reads (a
+/// gzip or zip stream) end the same way. Both cases were found by fuzz/ (`report`).
+#[test]
+fn the_verdict_does_not_depend_on_how_the_bytes_arrive() {
+    let limits = Limits {
+        max_token_bytes: 64,
+        ..Limits::default()
+    };
+    let cases = [
+        // `<!D` opens what the tokenizer takes for a DOCTYPE, never closed ("DOCTYPE not
+        // closed"); read in small reads, it used to fail as a DOCTYPE.
+        (
+            MINIMAL.replace("<record>", "<record><!Dent/>"),
+            (0, Some(FailureKind::BadReport)),
+        ),
+        // An over-long end tag of a record: read whole, the record used to be yielded
+        // before the error.
+        (
+            MINIMAL.replace("</record>", &format!("</record{}>", " ".repeat(100))),
+            (0, Some(FailureKind::LimitExceeded)),
+        ),
+    ];
+    for (xml, want) in cases {
+        for chunk in [0, 1, 2, 3, 7, 64, 4096] {
+            assert_eq!(
+                verdict(xml.as_bytes(), &limits, chunk),
+                want,
+                "chunk {chunk}: {xml}"
+            );
+        }
+    }
+}
+
+/// A kept `<extension>` stays within `max_token_bytes`, its end tags included (found by
+/// fuzz/, `container`: the closing `</extension>` took it 1 byte past the cap).
+#[test]
+fn a_kept_extension_is_capped_with_its_end_tags() {
+    let limits = Limits {
+        max_token_bytes: 64,
+        ..Limits::default()
+    };
+    // 11 + 38 + 3 = 52 bytes before the end tags, 68 with them.
+    let ext = format!("<extension>{}<x></x></extension>", "e".repeat(38));
+    let xml = MINIMAL.replace("</feedback>", &format!("{ext}</feedback>"));
+    let err = read_with(xml.as_bytes(), &limits).unwrap_err();
+    assert_eq!(err.kind(), FailureKind::LimitExceeded, "{err}");
+    let short = MINIMAL.replace("</feedback>", "<extension><x>e</x></extension></feedback>");
+    let (h, _) = read_with(short.as_bytes(), &limits).unwrap();
+    assert_eq!(h.extensions, ["<extension><x>e</x></extension>"]);
+}
+
+/// Problems quote values, so each is cut short: 32 `<pct>` values of 1 KiB of control
+/// characters used to keep 190 KiB of problem text (fuzz/, `report` heap budget).
+#[test]
+fn problems_quote_values_briefly() {
+    let pcts: String = (0..40)
+        .map(|i| format!("<pct>{i}{}</pct>", "\u{1}".repeat(1000)))
+        .collect();
+    let xml = MINIMAL.replace("<policy_published>", &format!("<policy_published>{pcts}"));
+    let (h, _) = read_all(&xml).unwrap();
+    assert!(h.problems.len() >= 32, "{:?}", h.problems);
+    let kept: usize = h.problems.iter().map(String::len).sum();
+    assert!(kept <= 33 * (256 + 3), "{kept} bytes of problems");
+    assert!(
+        h.problems[0].starts_with("<pct> \"0\\u{1}"),
+        "{}",
+        h.problems[0]
+    );
 }
