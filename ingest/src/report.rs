@@ -1037,6 +1037,7 @@ impl<R: BufRead> ReportReader<R> {
                     self.problem("the report holds no records".into());
                 }
                 self.finish_metadata();
+                self.count_dropped_problems();
             }
             Node::Reason => {
                 self.keep(ITEM_CHARGE)?;
@@ -1187,13 +1188,18 @@ impl<R: BufRead> ReportReader<R> {
             self.done = true;
             self.finish_metadata();
         }
+        self.count_dropped_problems();
+        Ok(None)
+    }
+
+    /// At the end of the report: the problems past `MAX_PROBLEMS` become one line.
+    fn count_dropped_problems(&mut self) {
         if self.problems_dropped > 0 {
             let n = std::mem::take(&mut self.problems_dropped);
             self.header
                 .problems
                 .push(format!("{n} more problems not listed"));
         }
-        Ok(None)
     }
 }
 

@@ -602,4 +602,7 @@ fn problems_quote_values_briefly() {
         "{}",
         h.problems[0]
     );
+    // The report ends with </feedback>: what was not listed is still counted.
+    assert_eq!(h.problems.len(), 33, "{:?}", h.problems);
+    assert_eq!(h.problems[32], "8 more problems not listed");
 }
