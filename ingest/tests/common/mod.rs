@@ -101,55 +101,57 @@ pub struct Measured {
     pub code: i32,
     pub stdout: Vec<u8>,
     pub stderr: String,
-    /// Peak resident set of this child alone (wait4), in KiB.
+    /// Peak resident set of the command alone (see [`run_measured`]), in KiB.
     pub max_rss_kib: i64,
     pub elapsed: std::time::Duration,
 }
 
-/// Runs `command` to its end, reading its output, and measures the child's own peak RSS
-/// with `wait4` (not RUSAGE_CHILDREN, which mixes in every child the test process had).
-#[allow(clippy::zombie_processes)]
+/// Runs `command` to its end, reading its output, and measures the child's own peak RSS.
+///
+/// The command runs under `common/measure-rss.py`, which forks it from a small process
+/// and reports `wait4`'s figure: spawned straight from this test process, a child's peak
+/// RSS would start at this process's own peak (Linux keeps the high-water mark of the
+/// address space it replaces at exec), so any test that once held a large buffer would
+/// inflate every later measurement. The floor is the wrapper's ~10 MiB.
 pub fn run_measured(command: &mut std::process::Command) -> Measured {
-    use std::io::Read;
     use std::process::Stdio;
     let started = std::time::Instant::now();
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("measured");
+    let wrapper =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/measure-rss.py");
+    let mut wrapped = std::process::Command::new("python3");
+    wrapped
+        .arg(wrapper)
+        .arg(&report)
+        .arg(command.get_program())
+        .args(command.get_args())
+        .stdin(Stdio::null());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(v) => wrapped.env(key, v),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    let out = wrapped.output().expect("spawn python3 measure-rss.py");
+    let line = std::fs::read_to_string(&report).unwrap_or_else(|e| {
+        panic!(
+            "measure-rss.py wrote no report ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    // Reaped below by wait4 (which std's wait cannot do: it gives no rusage).
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: wait4 writes only into the status and rusage it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let r = libc::wait4(pid, &mut status, 0, &mut usage);
-        assert_eq!(r, pid, "wait4");
-        usage
-    };
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -libc::WTERMSIG(status)
-    };
+    let mut fields = line
+        .split_whitespace()
+        .map(|f| f.parse::<i64>().expect("a number"));
+    let (code, max_rss_kib) = (fields.next().expect("code"), fields.next().expect("rss"));
     Measured {
-        code,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
-        max_rss_kib: usage.ru_maxrss,
+        code: code as i32,
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        max_rss_kib,
         elapsed: started.elapsed(),
     }
 }
