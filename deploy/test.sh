@@ -14,6 +14,18 @@ done
 command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
 
 echo "== local servers (127.0.0.1 only, state in .state/)"
+# The servers this run starts (ClickHouse here, dovecot by the tests) are stopped when it
+# ends, pass or fail; those that were already running are left running.
+started=()
+for server in clickhouse dovecot; do
+    deploy/dev/$server.sh status >/dev/null 2>&1 || started+=("$server")
+done
+stop_started() {
+    for server in "${started[@]}"; do
+        deploy/dev/$server.sh stop >/dev/null 2>&1 || echo "could not stop $server" >&2
+    done
+}
+trap stop_started EXIT
 deploy/dev/clickhouse.sh install
 deploy/dev/clickhouse.sh start
 
