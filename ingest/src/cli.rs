@@ -18,7 +18,14 @@ use crate::store::Store;
 
 /// Streams DMARC aggregate reports from IMAP or files into ClickHouse.
 #[derive(Debug, Parser)]
-#[command(name = "dmarc-ingest", version, about)]
+#[command(
+    name = "dmarc-ingest",
+    version,
+    about,
+    after_help = "Exit codes: 0 everything stored (or parsed); 1 some inputs failed or were \
+                  quarantined, the rest was stored; 2 usage or configuration error; 3 a \
+                  server (ClickHouse or IMAP) unreachable or refusing us."
+)]
 pub struct Cli {
     /// TOML configuration file; every key can also be set as DMARC_INGEST_<SECTION>_<KEY>.
     #[arg(long, global = true, env = "DMARC_INGEST_CONFIG")]
@@ -83,6 +90,14 @@ pub enum SchemaAction {
     Apply,
 }
 
+/// Whether log lines may carry colour codes: only when stderr is a terminal and
+/// `NO_COLOR` is unset or empty (<https://no-color.org>).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -90,6 +105,7 @@ pub fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => logs.init(),
@@ -100,7 +116,7 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     match cli.command {
@@ -144,7 +160,7 @@ fn run(config: &Config, once: bool) -> ExitCode {
         let store = match connect_store(config, once, &stop_rx).await {
             Ok(Some(store)) => store,
             Ok(None) => return ExitCode::SUCCESS,
-            Err(e) => return fail(&e),
+            Err(e) => return fail_store(&e),
         };
         let metrics = Metrics::new();
         if !once && !config.metrics.listen.is_empty() {
@@ -162,15 +178,18 @@ fn run(config: &Config, once: bool) -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: cannot listen on {}: {e}", config.metrics.listen);
-                    return ExitCode::from(2);
+                    return ExitCode::from(exit::CONFIG);
                 }
             }
         }
         let summary = daemon::run(config, store, once, metrics.clone(), stop_rx).await;
         if once {
             eprint!("{summary}");
+            if summary.servers_failed > 0 {
+                return ExitCode::from(exit::SERVER);
+            }
             if daemon::any_failed(&summary, &metrics) {
-                return ExitCode::from(1);
+                return ExitCode::from(exit::INPUTS_FAILED);
             }
         } else {
             tracing::info!(%summary, "stopped");
@@ -241,17 +260,41 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Prints an error with its whole chain and gives exit code 1.
-fn fail(e: &dyn std::error::Error) -> ExitCode {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
+/// Exit codes, one meaning each (README "Exit codes", and `--help`).
+pub mod exit {
+    /// Everything asked for was done.
+    pub const OK: u8 = 0;
+    /// Some inputs failed or were quarantined (the rest was stored).
+    pub const INPUTS_FAILED: u8 = 1;
+    /// Usage or configuration error (nothing was done).
+    pub const CONFIG: u8 = 2;
+    /// A server (ClickHouse or IMAP) was unreachable or refused us.
+    pub const SERVER: u8 = 3;
+}
+
+/// The exit code for a store error that stopped a command.
+fn store_exit(e: &crate::store::StoreError) -> u8 {
+    use crate::store::StoreError as E;
+    match e {
+        E::Unreachable { .. } | E::Tls { .. } | E::Unavailable(_) | E::MemoryLimit(_) => {
+            exit::SERVER
+        }
+        // The database is not set up: `schema apply` first.
+        E::Schema(_) => exit::CONFIG,
+        E::Rejected(_) | E::BadReport(_) => exit::INPUTS_FAILED,
     }
-    eprintln!("error: {text}");
-    ExitCode::from(1)
+}
+
+/// Prints a store error that stopped a command; its exit code.
+fn fail_store(e: &crate::store::StoreError) -> ExitCode {
+    fail(e);
+    ExitCode::from(store_exit(e))
+}
+
+/// Prints an error with its whole chain (each part once) and gives exit code 1.
+fn fail(e: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {}", crate::store::errors::error_chain(e));
+    ExitCode::from(exit::INPUTS_FAILED)
 }
 
 /// `schema apply`: migrations, then a report of what was applied.
@@ -278,7 +321,7 @@ fn schema_apply(config: &Config) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e),
+        Err(e) => fail_store(&e),
     }
 }
 
@@ -295,13 +338,15 @@ fn import(config: &Config, paths: &[PathBuf]) -> ExitCode {
         Ok::<_, crate::store::StoreError>(store)
     }) {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return fail_store(&e),
     };
     let progress = std::io::stderr().is_terminal();
     let summary = pipeline::import_paths(rt.handle(), &store, paths, &config.limits, progress);
     eprint!("{summary}");
-    if summary.failed() {
-        ExitCode::from(1)
+    if summary.stopped.is_some() {
+        ExitCode::from(exit::SERVER)
+    } else if summary.failed() {
+        ExitCode::from(exit::INPUTS_FAILED)
     } else {
         ExitCode::SUCCESS
     }
@@ -348,7 +393,7 @@ fn parse(config: &Config, format: Format, paths: &[PathBuf]) -> ExitCode {
     }
     // A closed stdout (a pipe into `head`) is not an input failure.
     if sink.failures > 0 {
-        ExitCode::from(1)
+        ExitCode::from(exit::INPUTS_FAILED)
     } else {
         ExitCode::SUCCESS
     }

@@ -51,6 +51,9 @@ pub struct RunSummary {
     pub duplicates: u64,
     /// Failures: quarantined mail, failed attachments, errors that ended a worker.
     pub failures: u64,
+    /// Workers that gave up because a server (IMAP or ClickHouse) was unreachable or
+    /// refused them (counted in `failures` too).
+    pub servers_failed: u64,
     /// Their texts (`--once` only, at most [`MAX_SUMMARY_ERRORS`]).
     pub errors: Vec<String>,
     keep_errors: bool,
@@ -79,6 +82,7 @@ impl RunSummary {
         self.records += other.records;
         self.duplicates += other.duplicates;
         self.failures += other.failures;
+        self.servers_failed += other.servers_failed;
         let room = MAX_SUMMARY_ERRORS.saturating_sub(self.errors.len());
         self.errors.extend(other.errors.into_iter().take(room));
     }
@@ -256,6 +260,7 @@ async fn worker(account: ImapConfig, shared: Shared) -> RunSummary {
                 let give_up =
                     !e.is_transient() || (shared.once && failed_rounds >= shared.max_attempts);
                 if give_up {
+                    summary.servers_failed += 1;
                     summary.error(format!("{label}: {e}"));
                     if shared.once {
                         break;

@@ -151,7 +151,7 @@ fn an_untrusted_certificate_fails_at_once_as_a_settings_problem() {
         }
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
         assert!(
             started.elapsed() < Duration::from_millis(RETRY_INITIAL_MS),
             "{args:?} retried: {:?}",

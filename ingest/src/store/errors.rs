@@ -309,13 +309,18 @@ fn tls_message(e: &tokio_rustls::rustls::Error) -> String {
     format!("{e} ({hint})")
 }
 
-/// An error with its sources, `a: b: c`.
+/// An error with its sources, `a: b: c`. A source whose text the chain already ends
+/// with is left out: many errors print their source in their own message (the client's
+/// "network error: client error (Connect)" has "client error (Connect)" as its source).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !text.is_empty() && !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         source = inner.source();
     }
     s
@@ -324,6 +329,37 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_says_each_thing_once() {
+        let e = Layer(
+            "network error: client error (Connect)",
+            Some(Box::new(Layer(
+                "client error (Connect)",
+                Some(Box::new(Layer(
+                    "tcp connect error: Connection refused",
+                    None,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "network error: client error (Connect): tcp connect error: Connection refused"
+        );
+    }
 
     fn bad(m: &str) -> (StoreError, bool) {
         classify("http://x", clickhouse::error::Error::BadResponse(m.into()))

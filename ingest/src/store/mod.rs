@@ -251,7 +251,7 @@ impl Store {
                             StoreError::Unreachable { url, message } => StoreError::Unreachable {
                                 url,
                                 message: format!(
-                                    "{message} (gave up to {what} after {attempt} attempts)"
+                                    "{message} (gave up after {attempt} attempts to {what})"
                                 ),
                             },
                             other => other,
