@@ -740,7 +740,7 @@ impl<R: BufRead> ReportReader<R> {
                     if self.extension_depth > 0 {
                         self.keep_end(end.name().as_ref())?;
                     }
-                    if self.end_matches(end.local_name().as_ref()) {
+                    if self.end_matches(end.local_name().as_ref())? {
                         self.on_end()?
                     } else {
                         None
@@ -934,22 +934,24 @@ impl<R: BufRead> ReportReader<R> {
     /// Whether an end tag (local name) closes the current element. Inside a value, an end
     /// tag of another name comes from an unescaped `<` and is kept as text; elsewhere a
     /// mismatched end tag is ignored and noted.
-    fn end_matches(&mut self, name: &[u8]) -> bool {
+    fn end_matches(&mut self, name: &[u8]) -> Result<bool, ReportError> {
         let current = self.current();
         if matches!(current, Node::Extension | Node::Unknown | Node::Outside) {
-            return true;
+            return Ok(true);
         }
         if current.tag().as_bytes().eq_ignore_ascii_case(name) {
-            return true;
+            return Ok(true);
         }
         let shown = String::from_utf8_lossy(name).into_owned();
         if current.is_leaf() {
-            self.text.push_str(&format!("</{shown}>"));
+            // Kept as text, and counted like the rest of the value (many of them used to
+            // grow a value without bound; found by fuzz/, `container`).
+            self.push_text(&format!("</{shown}>"), false)?;
         } else {
             let tag = current.tag();
             self.problem(format!("end tag </{shown}> inside <{tag}> ignored"));
         }
-        false
+        Ok(false)
     }
 
     fn keep_start(&mut self, start: &BytesStart<'_>, empty: bool) -> Result<(), ReportError> {

@@ -606,3 +606,26 @@ fn problems_quote_values_briefly() {
     assert_eq!(h.problems.len(), 33, "{:?}", h.problems);
     assert_eq!(h.problems[32], "8 more problems not listed");
 }
+
+/// End tags inside a value (an unescaped `<` in it) are kept as text and count against
+/// `max_token_bytes` like the rest of it: the last one used to take a value past the cap
+/// (found by fuzz/, `container`).
+#[test]
+fn end_tags_in_a_value_count_against_the_cap() {
+    let limits = Limits {
+        max_token_bytes: 64,
+        ..Limits::default()
+    };
+    let value = |n: usize| {
+        MINIMAL.replace(
+            "<org_name>google.com</org_name>",
+            &format!("<org_name>google.com{}</org_name>", "<a></a>".repeat(n)),
+        )
+    };
+    // 10 + 7 x 7 = 59 bytes.
+    let (h, _) = read_with(value(7).as_bytes(), &limits).unwrap();
+    assert_eq!(h.org_name, format!("google.com{}", "<a></a>".repeat(7)));
+    // 10 + 8 x 7 = 66 bytes: within the cap up to the last `</a>`.
+    let err = read_with(value(8).as_bytes(), &limits).unwrap_err();
+    assert_eq!(err.kind(), FailureKind::LimitExceeded, "{err}");
+}
