@@ -28,6 +28,7 @@ use crate::input::{self, InputError};
 use crate::mailbox::{FetchedMessage, IdleOutcome, Mailbox, MailboxError};
 use crate::message::MessageError;
 use crate::metrics::Metrics;
+use crate::pipeline::count;
 use crate::pipeline::{Event, Feeder};
 use crate::store::{self, LogEntry, Store, StoreError};
 
@@ -96,14 +97,14 @@ impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "run: {} messages fetched, {} archived, {} quarantined; {} reports written ({} records), {} duplicates; {} errors",
-            self.fetched,
+            "run: {} fetched, {} archived, {} quarantined; {} written ({}), {}; {}",
+            count(self.fetched, "message"),
             self.archived,
             self.quarantined,
-            self.reports,
-            self.records,
-            self.duplicates,
-            self.failures
+            count(self.reports, "report"),
+            count(self.records, "record"),
+            count(self.duplicates, "duplicate"),
+            count(self.failures, "error"),
         )?;
         for e in &self.errors {
             writeln!(f, "  {e}")?;
@@ -122,7 +123,8 @@ impl std::fmt::Display for RunSummary {
 /// Why a worker's round ended.
 #[derive(Debug, thiserror::Error)]
 enum RoundError {
-    #[error("IMAP: {0}")]
+    /// Every mailbox error names IMAP itself.
+    #[error("{0}")]
     Imap(#[from] MailboxError),
     #[error("{0}")]
     Store(String),
@@ -500,8 +502,8 @@ async fn round(
             if idle_rounds >= MAX_IDLE_ROUNDS_ONCE {
                 let _ = mailbox.logout().await;
                 summary.error(format!(
-                    "{label}: {} messages left in the mailbox for a later run",
-                    uids.len()
+                    "{label}: {} left in the mailbox for a later run",
+                    count(uids.len() as u64, "message")
                 ));
                 return Ok(RoundEnd::Drained);
             }
@@ -1037,6 +1039,22 @@ mod tests {
         assert_eq!(daemon.failures, (MAX_SUMMARY_ERRORS + 10) as u64);
         assert_eq!(once.errors.len(), MAX_SUMMARY_ERRORS);
         assert!(once.to_string().contains("... and 10 more"));
+    }
+
+    #[test]
+    fn summaries_count_in_words() {
+        let mut s = RunSummary::new(true);
+        s.fetched = 1;
+        s.archived = 1;
+        s.reports = 1;
+        s.records = 2;
+        s.error("mail 7: not a report".into());
+        assert!(
+            s.to_string().starts_with(
+                "run: 1 message fetched, 1 archived, 0 quarantined; 1 report written (2 records), 0 duplicates; 1 error\n"
+            ),
+            "{s}"
+        );
     }
 
     #[test]

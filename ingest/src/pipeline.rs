@@ -46,12 +46,12 @@ impl std::fmt::Display for ImportSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "import: {} files, {} reports imported ({} records, {} messages), {} duplicates skipped, {} failed",
-            self.files,
-            self.reports,
-            self.records,
-            self.messages,
-            self.duplicates,
+            "import: {}, {} imported ({}, {}), {} skipped, {} failed",
+            count(self.files, "file"),
+            count(self.reports, "report"),
+            count(self.records, "record"),
+            count(self.messages, "message"),
+            count(self.duplicates, "duplicate"),
             self.failures.len()
         )?;
         for (source, reason) in &self.failures {
@@ -61,6 +61,14 @@ impl std::fmt::Display for ImportSummary {
             writeln!(f, "  stopped early: {why}")?;
         }
         Ok(())
+    }
+}
+
+/// `n` and the noun, plural unless `n` is 1 ("1 report", "2 reports").
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 

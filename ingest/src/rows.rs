@@ -61,13 +61,17 @@ pub struct RecordRow<'a> {
     pub spf_scopes: Vec<&'a str>,
     pub spf_results: Vec<&'a str>,
     pub spf_human_results: Vec<&'a str>,
-    /// Organisational domains (Public Suffix List) of the identifiers above.
+    /// Organisational domains (Public Suffix List) of the identifiers above; in JSON an
+    /// absent one is null, as its identifier is.
+    #[serde(serialize_with = "empty_as_null")]
     pub header_from_org: String,
+    #[serde(serialize_with = "empty_as_null")]
     pub envelope_from_org: String,
     pub dkim_domains_org: Vec<String>,
     pub spf_domains_org: Vec<String>,
     /// The sending organisation: org domain of the passing DKIM signer, else of the SPF
     /// domain, else of envelope_from (groups `mcsv.net` senders as one provider).
+    #[serde(serialize_with = "empty_as_null")]
     pub sender_org: String,
     /// Alignment recomputed from auth_results and adkim/aspf (RFC 7489 3.1), beside the
     /// reporter's `policy_dkim` / `policy_spf`.
@@ -303,6 +307,15 @@ impl<W: Write> RowWriter<W> {
     /// The underlying writer (to drain a buffer between reports).
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out
+    }
+}
+
+/// An empty string as null: "absent" is written one way in the JSON rows.
+fn empty_as_null<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
+    if value.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(value)
     }
 }
 

@@ -246,11 +246,7 @@ impl ImapConfig {
     /// newline trimmed).
     pub fn load_secrets(&mut self) -> std::io::Result<()> {
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("password_file {}: {e}", path.display()))
-            })?;
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            self.password = text.strip_suffix('\r').unwrap_or(text).to_owned();
+            self.password = crate::config::read_secret(path)?;
         }
         Ok(())
     }
@@ -499,6 +495,6 @@ mod tests {
         assert_eq!(c.password, "crlf");
         c.password_file = Some(dir.path().join("missing"));
         let err = c.load_secrets().unwrap_err();
-        assert!(err.to_string().contains("missing"), "{err}");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
     }
 }

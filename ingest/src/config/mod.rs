@@ -289,13 +289,20 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: {source}")]
+    #[error("config file {path}: {}", one_line(source))]
     Syntax {
         path: PathBuf,
         source: toml::de::Error,
     },
     #[error("environment variable {name}: {reason}")]
     Environment { name: String, reason: String },
+    /// A `*_file` secret named by the configuration cannot be read.
+    #[error("cannot read {key} {path}: {source}")]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -329,22 +336,34 @@ impl Config {
         path: &Path,
         env: &BTreeMap<String, String>,
     ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table =
+        let file: toml::Table =
             toml::from_str(toml_text).map_err(|source| ConfigError::Syntax {
                 path: path.to_owned(),
                 source,
             })?;
+        // The file alone first, numbers and booleans as TOML types: its own mistakes are
+        // named as the file's (`port = "1143"` is refused there).
+        STRINGS_AS_VALUES.set(false);
+        let file_alone = toml::Value::Table(file.clone()).try_into::<Config>();
+        STRINGS_AS_VALUES.set(true);
+        file_alone.map_err(|source| ConfigError::Syntax {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut table = file.clone();
         for (name, value) in env {
             overlay_env(&mut table, name, value)?;
         }
-        let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+        let mut config: Config = match toml::Value::Table(table).try_into() {
+            Ok(config) => config,
+            // Then a variable is at fault: name it.
+            Err(e) => {
+                return Err(blame_variable(&file, env).unwrap_or(ConfigError::Syntax {
                     path: path.to_owned(),
                     source: e,
-                })?;
-        let mut config = config;
+                }))
+            }
+        };
         config.read_secret_files()?;
         config.validate()?;
         Ok(config)
@@ -354,7 +373,12 @@ impl Config {
     /// `ca_file` holds certificates (an empty value, as from the environment, is unset).
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
         if let Some(path) = &self.clickhouse.password_file {
-            self.clickhouse.password = read_secret(path)?;
+            self.clickhouse.password =
+                read_secret(path).map_err(|source| ConfigError::SecretFile {
+                    key: "clickhouse.password_file".into(),
+                    path: path.clone(),
+                    source,
+                })?;
         }
         if self
             .clickhouse
@@ -368,11 +392,21 @@ impl Config {
             crate::tls::read_ca_file(path)
                 .map_err(|e| ConfigError::Invalid(format!("clickhouse.{e}")))?;
         }
-        for account in std::iter::once(&mut self.imap).chain(self.imap_accounts.iter_mut()) {
+        let accounts = std::iter::once(("imap".to_owned(), &mut self.imap)).chain(
+            self.imap_accounts
+                .iter_mut()
+                .enumerate()
+                .map(|(i, a)| (format!("imap_accounts[{i}]"), a)),
+        );
+        for (section, account) in accounts {
             if let Some(path) = account.password_file.clone() {
                 account
                     .load_secrets()
-                    .map_err(|source| ConfigError::Read { path, source })?;
+                    .map_err(|source| ConfigError::SecretFile {
+                        key: format!("{section}.password_file"),
+                        path,
+                        source,
+                    })?;
             }
         }
         Ok(())
@@ -445,6 +479,36 @@ impl Config {
     }
 }
 
+/// A TOML error on one line (it spreads the key and a source excerpt over several).
+fn one_line(e: &toml::de::Error) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+thread_local! {
+    /// Whether [`number`] and [`boolean`] take strings (the environment's values are all
+    /// strings); off while the file alone is read.
+    static STRINGS_AS_VALUES: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// The first variable that, laid over `file` alone, makes the configuration unreadable,
+/// as the error naming it.
+fn blame_variable(file: &toml::Table, env: &BTreeMap<String, String>) -> Option<ConfigError> {
+    env.iter().find_map(|(name, value)| {
+        let mut table = file.clone();
+        overlay_env(&mut table, name, value).ok()?;
+        let e = toml::Value::Table(table).try_into::<Config>().err()?;
+        Some(ConfigError::Environment {
+            name: name.clone(),
+            reason: e.message().trim().to_owned(),
+        })
+    })
+}
+
 /// Deserializes a number given as a TOML number or as a string (from the environment).
 pub(crate) fn number<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -462,6 +526,9 @@ where
         NumberOrString::Number(n) => {
             T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is out of range")))
         }
+        NumberOrString::String(s) if !STRINGS_AS_VALUES.get() => Err(serde::de::Error::custom(
+            format!("{s:?} is a string: write the number without quotes"),
+        )),
         NumberOrString::String(s) => s
             .trim()
             .parse()
@@ -483,6 +550,9 @@ where
     }
     match BoolOrString::deserialize(d)? {
         BoolOrString::Bool(b) => Ok(b),
+        BoolOrString::String(s) if !STRINGS_AS_VALUES.get() => Err(serde::de::Error::custom(
+            format!("{s:?} is a string: write true or false without quotes"),
+        )),
         BoolOrString::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(true),
             "false" | "0" | "no" => Ok(false),
@@ -494,11 +564,8 @@ where
 }
 
 /// Reads a secret file, trimming one trailing newline.
-fn read_secret(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+pub(crate) fn read_secret(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
     let text = text.strip_suffix('\n').unwrap_or(&text);
     Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
 }
@@ -548,6 +615,90 @@ mod tests {
     fn defaults_when_empty() {
         let c = Config::from_parts("", Path::new("x"), &env(&[])).unwrap();
         assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn a_number_or_boolean_quoted_in_the_file_is_refused_with_its_key() {
+        for (text, key) in [
+            ("[imap]\nport = \"1143\"\n", "imap.port"),
+            (
+                "[limits]\nmax_zip_entries = \"3\"\n",
+                "limits.max_zip_entries",
+            ),
+            (
+                "[clickhouse]\nallow_insecure_http = \"true\"\n",
+                "clickhouse.allow_insecure_http",
+            ),
+        ] {
+            let err = Config::from_parts(text, Path::new("f.toml"), &env(&[])).unwrap_err();
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with("config file f.toml: ") && shown.contains(key),
+                "{shown}"
+            );
+            assert!(!shown.contains('\n'), "one line: {shown}");
+        }
+        // From the environment every value is a string, and numbers are read from it.
+        let c = Config::from_parts(
+            "",
+            Path::new("f.toml"),
+            &env(&[("DMARC_INGEST_IMAP_PORT", "1143")]),
+        )
+        .unwrap();
+        assert_eq!(c.imap.port, 1143);
+    }
+
+    #[test]
+    fn a_variable_that_breaks_the_config_is_named() {
+        let err = Config::from_parts(
+            "[clickhouse]\ndatabase = \"dmarc\"\n",
+            Path::new("f.toml"),
+            &env(&[
+                ("DMARC_INGEST_IMAP_PORT", "1143"),
+                ("DMARC_INGEST_CLICKHOUSE_DATABSE", "x"),
+            ]),
+        )
+        .unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(
+                "environment variable DMARC_INGEST_CLICKHOUSE_DATABSE: unknown field `databse`"
+            ),
+            "{shown}"
+        );
+        let err = Config::from_parts(
+            "",
+            Path::new("f.toml"),
+            &env(&[("DMARC_INGEST_IMAP_PORT", "imap")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "environment variable DMARC_INGEST_IMAP_PORT: \"imap\" is not a number"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_named_by_its_key() {
+        for (text, key) in [
+            (
+                "[clickhouse]\npassword_file = \"/nonexistent/pw\"\n",
+                "clickhouse.password_file",
+            ),
+            (
+                "[imap]\npassword_file = \"/nonexistent/pw\"\n",
+                "imap.password_file",
+            ),
+        ] {
+            let err = Config::from_parts(text, Path::new("f.toml"), &env(&[])).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("cannot read {key} /nonexistent/pw: ")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -676,9 +827,12 @@ mod tests {
             ];
             assert!(load("", &vars).is_err(), "{url}");
         }
-        let e = load("allow_insecure_http = \"maybe\"", &[])
-            .unwrap_err()
-            .to_string();
+        let e = load(
+            "",
+            &[("DMARC_INGEST_CLICKHOUSE_ALLOW_INSECURE_HTTP", "maybe")],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("maybe") && e.contains("not a boolean"), "{e}");
         for (url, says) in [
             ("ftp://127.0.0.1", "must start with http:// or https://"),
