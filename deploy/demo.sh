@@ -46,7 +46,10 @@ TOML
 echo "== deliver sample-reports/ into reports' INBOX"
 mails=$state/demo-mails
 rm -rf "$mails"
-mapfile -t files < <(find sample-reports -type f \( -name '*.xml' -o -name '*.gz' -o -name '*.zip' -o -name '*.eml' -o -name '*.mbox' \) | sort)
+# Every sample listed in sample-reports/expected-counts.tsv (its first column), whatever
+# its name (containers/report-no-extension has no extension at all).
+counts=sample-reports/expected-counts.tsv
+mapfile -t files < <(awk -F'\t' '!/^#/ && NF { print "sample-reports/" $1 }' "$counts")
 python3 deploy/dev/wrap-as-mail.py "$mails" "${files[@]}"
 deploy/dev/dovecot.sh deliver reports INBOX "$mails"/*
 
@@ -58,8 +61,28 @@ echo "(exit code $status: 1 means some mail was quarantined to Invalid, as the b
 echo "== what landed"
 q() { deploy/dev/clickhouse.sh query "$1"; }
 echo "-- reports and messages per domain"
-q "SELECT policy_domain, count() AS reports, sum(message_count) AS messages FROM dmarc.reports GROUP BY policy_domain ORDER BY messages DESC FORMAT PrettyCompact"
+q "SELECT policy_domain, count() AS reports, sum(message_count) AS messages FROM dmarc.reports GROUP BY policy_domain ORDER BY messages DESC FORMAT PrettyCompactNoEscapes"
 echo "-- top sources"
-q "SELECT source_ip, sum(message_count) AS messages, sumIf(message_count, policy_dkim = 'pass' OR policy_spf = 'pass') AS dmarc_pass FROM dmarc.records GROUP BY source_ip ORDER BY messages DESC LIMIT 10 FORMAT PrettyCompact"
+q "SELECT source_ip, sum(message_count) AS messages, sumIf(message_count, policy_dkim = 'pass' OR policy_spf = 'pass') AS dmarc_pass FROM dmarc.records GROUP BY source_ip ORDER BY messages DESC LIMIT 10 FORMAT PrettyCompactNoEscapes"
 echo "-- failures (mail moved to Invalid)"
-q "SELECT source, reason FROM dmarc.failures ORDER BY logged_at DESC LIMIT 20 FORMAT PrettyCompact"
+q "SELECT source, reason FROM dmarc.failures ORDER BY logged_at DESC, toUInt32OrZero(extract(source, ' uid ([0-9]+) ')) LIMIT 20 FORMAT PrettyCompactNoEscapes"
+
+echo "== totals beside $counts"
+# Expected: every sample that yields reports (ok or recovered), each report once (a
+# sample noted "duplicate of" another holds the same reports).
+read -r want_reports want_records want_messages < <(awk -F'\t' '
+    !/^#/ && NF && $2 != "error" && $7 !~ /^duplicate of/ { r += $3; c += $4; m += $5 }
+    END { print r + 0, c + 0, m + 0 }' "$counts")
+read -r got_reports got_records got_messages < <(q "SELECT
+    (SELECT count() FROM dmarc.reports),
+    (SELECT count() FROM dmarc.records),
+    (SELECT sum(message_count) FROM dmarc.records) FORMAT TSV")
+printf '%-10s %10s %10s\n' "" stored expected
+printf '%-10s %10s %10s\n' reports "$got_reports" "$want_reports" records "$got_records" "$want_records" \
+    messages "$got_messages" "$want_messages"
+if [ "$got_reports $got_records $got_messages" = "$want_reports $want_records $want_messages" ]; then
+    echo "the totals match $counts"
+else
+    echo "the totals do NOT match $counts" >&2
+    exit 1
+fi

@@ -3,8 +3,9 @@
 
     wrap-as-mail.py OUTDIR FILE...
 
-Each .xml / .gz / .zip FILE becomes OUTDIR/<name>.eml: a multipart mail with the file as
-a base64 attachment (application/gzip, application/zip or text/xml), a subject in the
+Each other FILE (.xml, .gz, .zip, or a name without a known extension) becomes
+OUTDIR/<name>.eml: a multipart mail with the file as a base64 attachment
+(application/gzip, application/zip, text/xml, else application/octet-stream), a subject in the
 RFC 7489 style and a unique Message-ID. .eml and mbox files are copied as they are (the
 delivery script splits mbox files). Deterministic apart from nothing: dates are fixed.
 """
@@ -45,7 +46,7 @@ def main() -> int:
         path = Path(name)
         if path.suffix.lower() in (".eml", ".mbox"):
             shutil.copy(path, outdir / path.name)
-        elif path.suffix.lower() in TYPES:
+        else:
             wrap(path, outdir)
     return 0
 
