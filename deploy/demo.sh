@@ -64,8 +64,8 @@ echo "-- reports and messages per domain"
 q "SELECT policy_domain, count() AS reports, sum(message_count) AS messages FROM dmarc.reports GROUP BY policy_domain ORDER BY messages DESC FORMAT PrettyCompactNoEscapes"
 echo "-- top sources"
 q "SELECT source_ip, sum(message_count) AS messages, sumIf(message_count, policy_dkim = 'pass' OR policy_spf = 'pass') AS dmarc_pass FROM dmarc.records GROUP BY source_ip ORDER BY messages DESC LIMIT 10 FORMAT PrettyCompactNoEscapes"
-echo "-- failures (mail moved to Invalid)"
-q "SELECT source, reason FROM dmarc.failures ORDER BY logged_at DESC, toUInt32OrZero(extract(source, ' uid ([0-9]+) ')) LIMIT 20 FORMAT PrettyCompactNoEscapes"
+echo "-- failures (mail moved to Invalid; each mail once, with how often it was delivered)"
+q "SELECT source, reason, deliveries FROM dmarc.failures ORDER BY toUInt32OrZero(extract(source, ' uid ([0-9]+) ')), source LIMIT 20 FORMAT PrettyCompactNoEscapes"
 
 echo "== totals beside $counts"
 # Expected: every sample that yields reports (ok or recovered), each report once (a

@@ -121,6 +121,15 @@ fn import_is_exact_and_idempotent() {
         db.number("SELECT count() FROM {database}.ingest_log WHERE outcome = 'duplicate'")
             >= expected.len() as u64
     );
+    // Each broken input is still listed once, now with two deliveries.
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.failures"),
+        parser_failures as u64
+    );
+    assert_eq!(
+        db.number("SELECT min(deliveries) * 10 + max(deliveries) FROM {database}.failures"),
+        22
+    );
     assert_eq!(
         db.number("SELECT sum(messages) FROM {database}.records_daily"),
         sum(&expected).1,

@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "004_mail_attempts",
         include_str!("../../../schema/004_mail_attempts.sql"),
     ),
+    (
+        5,
+        "005_failures_once",
+        include_str!("../../../schema/005_failures_once.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -95,6 +100,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         4,
         "004_mail_attempts",
         include_str!("../../../schema/cluster/004_mail_attempts.sql"),
+    ),
+    (
+        5,
+        "005_failures_once",
+        include_str!("../../../schema/cluster/005_failures_once.sql"),
     ),
 ];
 
