@@ -16,7 +16,7 @@ SELECT
 FROM
 (
     SELECT
-        replaceRegexpOne(source, ' uid [0-9]+ \\(uidvalidity [0-9]+\\)', '') AS input,
+        replaceRegexpOne(source, ' uid [0-9]+ \\(uidvalidity [0-9]+\\) <', ' <') AS input,
         logged_at AS at,
         source AS src,
         reason_kind AS kind,
