@@ -385,30 +385,6 @@ fn gzip_flood(head: &[u8], filler: &[u8], total: usize) -> Vec<u8> {
     out
 }
 
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for (i, chunk) in data.chunks(3).enumerate() {
-        if i > 0 && i % 19 == 0 {
-            out.push_str("\r\n");
-        }
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A multipart mail of `parts` (headers, body), with a unique Message-ID.
 fn eml(name: &str, parts: &[(String, String)]) -> Vec<u8> {
     let mut m = format!(
@@ -427,7 +403,7 @@ fn gz_part(name: &str, data: &[u8]) -> (String, String) {
         format!(
             "Content-Type: application/gzip; name=\"{name}\"\r\nContent-Transfer-Encoding: base64"
         ),
-        base64(data),
+        common::base64(data),
     )
 }
 

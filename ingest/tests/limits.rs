@@ -284,7 +284,7 @@ fn the_attachments_of_one_mail_share_one_decompression_budget() {
     // Three attachments of 8 MiB of XML each, under a 20 MiB budget: the third fails,
     // where each alone would pass.
     let xml = endless_report(8 << 20);
-    let gz = base64(&gzip_members(&xml, 1));
+    let gz = common::base64(&gzip_members(&xml, 1));
     let mut mail = b"From: x@example.net\r\nSubject: r\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".to_vec();
     for i in 0..3 {
         mail.extend_from_slice(
@@ -327,30 +327,6 @@ fn an_lzma_entry_declaring_a_huge_dictionary_costs_no_memory() {
     let (code, stderr, rss_kib) = parse_binary(&path, &[]);
     assert_eq!(code, 1, "{stderr}");
     assert!(rss_kib < 64 * 1024, "peak RSS {rss_kib} KiB: {stderr}");
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for (i, chunk) in data.chunks(3).enumerate() {
-        if i > 0 && i % 19 == 0 {
-            out.push_str("\r\n");
-        }
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[test]
