@@ -128,13 +128,18 @@ fn a_mixed_mailbox_is_drained_exactly() {
     let samples = common::repo_root().join("sample-reports");
     let mut files: Vec<PathBuf> = common::input_files(&samples)
         .into_iter()
+        // Every sample, the one without an extension too (wrapped as octet-stream).
         .filter(|p| {
             p.extension().is_some_and(|e| e != "jsonl")
-                && p.file_name().unwrap() != "report-no-extension"
+                || p.file_name().unwrap() == "report-no-extension"
         })
         .collect();
     files.push(zip_bomb(work.path()));
     let mails = as_mails(&work.path().join("mails"), &files);
+    assert!(
+        mails.iter().any(|m| m.ends_with("report-no-extension.eml")),
+        "a file without an extension is wrapped too"
+    );
     // The same mail twice: a duplicate delivery.
     let google = mails
         .iter()
