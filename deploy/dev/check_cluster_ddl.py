@@ -36,13 +36,29 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_modern_engine import PLACEHOLDERS, Statement, split_sql  # noqa: E402 (after the path)
 
 DATABASE = "dmarc"
-SINGLE_DATABASE = "single"  # where phase 4 applies schema/*.sql to compare with
+SINGLE_DATABASE = "single"
+# The settings the store sends with the publish on a current server (26.x knows them all;
+# ingest/src/store/server.rs, whose test checks this list against its own, for a cluster
+# of one replica per shard).
+PUBLISH_SETTINGS = (
+    "async_insert = 0",
+    "distributed_foreground_insert = 1",
+    "min_insert_block_size_rows = 1099511627776",
+    "min_insert_block_size_bytes = 1099511627776",
+    "min_insert_block_size_rows_for_materialized_views = 1099511627776",
+    "min_insert_block_size_bytes_for_materialized_views = 1099511627776",
+    "max_insert_threads = 1",
+    "parallel_distributed_insert_select = 0",
+    "enable_parallel_replicas = 0",
+    "allow_experimental_parallel_reading_from_replicas = 0",
+)  # where phase 4 applies schema/*.sql to compare with
 CLUSTER = "c"
 REPORT_KEY = "cityHash64(policy_domain, toUInt32(date_begin), org_name, report_id)"
 # Tables whose rows must stay with their report on one shard.
@@ -395,13 +411,10 @@ def phase_publish(repo: Path, tmp: Path, verbose: bool) -> list[str]:
     if errors:
         return errors
     print(f"ok   all of the DDL and queries: {n} statements; tables, columns and keys match schema/")
-    # What the store sets on the publish (squash into one block) and what the cluster
-    # needs (synchronous Distributed inserts).
-    for setting in (
-        "insert_distributed_sync = 1",
-        "min_insert_block_size_rows = 1099511627776",
-        "min_insert_block_size_bytes = 1099511627776",
-    ):
+    # What the store sends with the publish on a current server (ingest/src/store/
+    # server.rs, `publish_settings`), on an engine left free to use several insert threads.
+    eng.run("SET max_threads = 4")
+    for setting in PUBLISH_SETTINGS:
         eng.run(f"SET {setting}")
 
     def query(name: str, batch: str) -> str:
@@ -417,6 +430,7 @@ def phase_publish(repo: Path, tmp: Path, verbose: bool) -> list[str]:
             f"toUUID('{ingest_id}'), now('UTC'))"
             for i, c in enumerate(counts)
         ]
+        staged_ids.setdefault(batch, set()).add(ingest_id)
         if dup_first:
             rows.append(rows[0])  # a staging insert retried after its acknowledgement was lost
         eng.run(
@@ -435,10 +449,14 @@ def phase_publish(repo: Path, tmp: Path, verbose: bool) -> list[str]:
             f"stage {report}",
         )
 
+    staged_ids: dict[str, set[str]] = {}
+
     def publish(batch: str) -> set[str]:
+        """The batch's ingest_ids that its publish (or an earlier run of it) stored."""
         eng.run(query("publish_records.sql", batch), f"publish_records.sql batch {batch}")
         eng.run(query("publish_reports.sql", batch), f"publish_reports.sql batch {batch}")
-        return {r[0] for r in eng.rows(query("published_ingest_ids.sql", batch), "published_ingest_ids.sql")}
+        stored = {r[0] for r in eng.rows(query("publish_outcome.sql", batch), "publish_outcome.sql")}
+        return stored & staged_ids[batch]
 
     def totals() -> tuple[int, int, int]:
         (row,) = eng.rows(
@@ -484,9 +502,47 @@ def phase_publish(repo: Path, tmp: Path, verbose: bool) -> list[str]:
         "(now('UTC'), 'INBOX/8', 'imported', '', '')"
     )
     expect("failures view", eng.value(f"SELECT count() FROM {DATABASE}.failures"), "1")
+    # A profile that allows 4 insert threads and small blocks: a big report published
+    # without the store's settings lands in several parts (a crash between them would
+    # leave it truncated for good); with them, in one.
+    def stage_big(rid: str, ingest_id: str, batch: str) -> None:
+        stage(f"google.com/{rid}/example.com/2025-04-01", ingest_id, batch, [1] * 200)
+        eng.run(
+            f"INSERT INTO {DATABASE}.records_staging SELECT s.* REPLACE (toUInt32(n.number + 200) AS record_index) "
+            f"FROM {DATABASE}.records_staging_local AS s, numbers(50000) AS n "
+            f"WHERE s.ingest_id = toUUID('{ingest_id}') AND s.record_index = 0",
+            "stage a 50,200-record report",
+        )
+        eng.run(
+            f"ALTER TABLE {DATABASE}.reports_staging_local UPDATE record_count = 50200 "
+            f"WHERE ingest_id = toUUID('{ingest_id}') SETTINGS mutations_sync = 1",
+            "count the big report's records",
+        )
+
+    def parts_of(ingest_id: str) -> list[list[str]]:
+        return eng.rows(
+            f"SELECT count(), uniqExact(_part) FROM {DATABASE}.records_local WHERE ingest_id = toUUID('{ingest_id}')"
+        )
+
+    hostile_profile = "SET max_insert_threads = 4, max_block_size = 1000, min_insert_block_size_rows = 1000"
+    for name, with_store_settings in (("r-big-bare", False), ("r-big", True)):
+        batch, ingest_id = str(uuid.uuid4()), str(uuid.uuid4())
+        stage_big(name, ingest_id, batch)
+        eng.run(hostile_profile)
+        if with_store_settings:
+            for setting in PUBLISH_SETTINGS:
+                eng.run(f"SET {setting}")
+        expect(f"{name} published", publish(batch), {ingest_id})
+        rows, parts = parts_of(ingest_id)[0]
+        expect(f"{name}: rows", rows, "50200")
+        if with_store_settings:
+            expect(f"{name}: parts with the store's settings", parts, "1")
+        elif parts == "1":
+            errors.append("publish: the hostile profile did not split a report: this check proves nothing")
     if not errors:
         print("ok   publish through the Distributed tables: 2 batches, a redelivered report, a record "
-              "staged twice and re-runs give exact totals, read-back and rollups")
+              "staged twice and re-runs give exact totals, read-back and rollups; a 50,200-record "
+              "report is one part with the store's settings under a 4-insert-thread profile")
     return errors
 
 

@@ -30,9 +30,11 @@ WHERE batch_id = {batch}
   )
   AND (policy_domain, date_begin, org_name, report_id) NOT IN
   (
+      -- By the whole sort key of reports: reads only the granules of the batch's reports.
       SELECT policy_domain, date_begin, org_name, report_id
       FROM {database}.reports
-      WHERE (policy_domain, date_begin) IN
-          (SELECT policy_domain, date_begin FROM {database}.reports_staging WHERE batch_id = {batch})
+      WHERE (policy_domain, date_begin, org_name, report_id) IN
+          (SELECT policy_domain, date_begin, org_name, report_id
+           FROM {database}.reports_staging WHERE batch_id = {batch})
   )
 LIMIT 1 BY ingest_id;

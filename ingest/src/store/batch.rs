@@ -233,7 +233,7 @@ impl<T> BatchWriter<T> {
             .map(|p| {
                 let outcome = if published.contains(&p.ingest_id) {
                     ReportOutcome::Published
-                } else if present.contains(&p.ingest_id) {
+                } else if present.contains(&p.identity) {
                     ReportOutcome::Duplicate
                 } else {
                     tracing::error!(source = %p.source, ingest_id = %p.ingest_id, "report not published: its rows were not all staged");

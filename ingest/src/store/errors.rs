@@ -253,6 +253,15 @@ pub fn classify(url: &str, e: clickhouse::error::Error) -> (StoreError, bool) {
                 ),
             }
         }
+        // 24.x+ (validation on): the row type and the table's columns disagree, e.g. a
+        // migration not applied, or a table altered by hand.
+        E::SchemaMismatch(message) => (
+            StoreError::Schema(format!(
+                "the rows do not match the table's columns: {} (run `dmarc-ingest schema apply`; a table changed by hand must be restored)",
+                first_line(&message)
+            )),
+            false,
+        ),
         // The client's own trouble (a row it cannot encode, a bad URL): not the mail's
         // fault either; the batch waits and the error is logged.
         other => (StoreError::Unavailable(error_chain(&other)), false),
@@ -405,6 +414,23 @@ mod tests {
         assert!(matches!(bad("Code: 241. x").0, StoreError::MemoryLimit(_)));
         let (timeout, again) = classify("http://x", clickhouse::error::Error::TimedOut);
         assert_eq!((timeout.kind(), again), (StoreUnreachable, true));
+    }
+
+    #[test]
+    fn a_schema_mismatch_found_by_validation_is_a_schema_error() {
+        let (e, again) = classify(
+            "http://ch:8123",
+            clickhouse::error::Error::SchemaMismatch(
+                "field `source_ip_v6`: expected FixedString(16), found IPv6".into(),
+            ),
+        );
+        assert!(!again);
+        assert_eq!(e.kind(), FailureKind::StoreSchema);
+        let text = e.to_string();
+        assert!(
+            text.contains("source_ip_v6") && text.contains("schema apply"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ use crate::config::ClickHouseConfig;
 pub mod batch;
 pub mod errors;
 pub mod rows;
+pub mod server;
 pub use batch::{BatchWriter, PendingReport, ReportOutcome};
 use errors::classify;
 pub use errors::StoreError;
@@ -112,8 +113,7 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
 struct Queries {
     publish_records: &'static str,
     publish_reports: &'static str,
-    published_ids: &'static str,
-    present_ids: &'static str,
+    publish_outcome: &'static str,
     mail_attempts: &'static str,
     stale_attempts: &'static str,
 }
@@ -121,8 +121,7 @@ struct Queries {
 const SINGLE_SERVER_QUERIES: Queries = Queries {
     publish_records: include_str!("../../../schema/queries/publish_records.sql"),
     publish_reports: include_str!("../../../schema/queries/publish_reports.sql"),
-    published_ids: include_str!("../../../schema/queries/published_ingest_ids.sql"),
-    present_ids: include_str!("../../../schema/queries/present_ingest_ids.sql"),
+    publish_outcome: include_str!("../../../schema/queries/publish_outcome.sql"),
     mail_attempts: include_str!("../../../schema/queries/mail_attempts.sql"),
     stale_attempts: include_str!("../../../schema/queries/stale_attempt_partitions.sql"),
 };
@@ -130,8 +129,7 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
 const CLUSTER_QUERIES: Queries = Queries {
     publish_records: include_str!("../../../schema/cluster/queries/publish_records.sql"),
     publish_reports: include_str!("../../../schema/cluster/queries/publish_reports.sql"),
-    published_ids: include_str!("../../../schema/cluster/queries/published_ingest_ids.sql"),
-    present_ids: include_str!("../../../schema/cluster/queries/present_ingest_ids.sql"),
+    publish_outcome: include_str!("../../../schema/cluster/queries/publish_outcome.sql"),
     mail_attempts: include_str!("../../../schema/cluster/queries/mail_attempts.sql"),
     stale_attempts: include_str!("../../../schema/cluster/queries/stale_attempt_partitions.sql"),
 };
@@ -180,14 +178,15 @@ fn http_client(config: &ClickHouseConfig) -> Result<clickhouse::Client, StoreErr
 pub struct Store {
     client: clickhouse::Client,
     config: ClickHouseConfig,
-    /// Major version of the server (18 on Debian 12).
-    server_major: u32,
+    /// The server's version, the settings it knows, the cluster's replicas.
+    server: server::ServerProfile,
 }
 
 impl Store {
-    /// Connects (with retries) and reads the server version. No schema is needed yet.
-    /// `https://` trusts the system's roots and `ca_file`; a certificate that is not
-    /// trusted fails at once with [`StoreError::Tls`].
+    /// Connects (with retries) and reads what the server is ([`server::ServerProfile`]).
+    /// No schema is needed yet. `https://` trusts the system's roots and `ca_file`; a
+    /// certificate that is not trusted fails at once with [`StoreError::Tls`]. Rows are
+    /// validated against the tables' columns on servers that support it (24.x+).
     pub async fn connect(config: &ClickHouseConfig) -> Result<Store, StoreError> {
         let client = http_client(config)?
             .with_url(&config.url)
@@ -197,24 +196,56 @@ impl Store {
                 crate::config::Compression::None => clickhouse::Compression::None,
                 crate::config::Compression::Lz4 => clickhouse::Compression::Lz4,
             })
-            // 18.16 knows no RowBinaryWithNamesAndTypes; the column names are still sent.
+            // Until the version is known: 18.16 knows no RowBinaryWithNamesAndTypes.
             .with_validation(false);
         let mut store = Store {
             client,
             config: config.clone(),
-            server_major: 0,
+            server: server::ServerProfile::default(),
         };
-        let version: String = store
+        let candidates = server::CANDIDATE_SETTINGS
+            .iter()
+            .map(|name| sql_string(name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT version() AS version, name FROM system.settings WHERE name IN ({candidates})"
+        );
+        let rows: Vec<VersionAndSetting> = store
             .retry("read the server version", || {
-                store.client.query("SELECT version()").fetch_one::<String>()
+                store.client.query(&sql).fetch_all::<VersionAndSetting>()
             })
             .await?;
-        store.server_major = version
-            .split('.')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0);
-        tracing::debug!(server_version = %version, "connected to ClickHouse");
+        let version = match rows.first() {
+            Some(row) => row.version.clone(),
+            None => {
+                store
+                    .retry("read the server version", || {
+                        store.client.query("SELECT version()").fetch_one::<String>()
+                    })
+                    .await?
+            }
+        };
+        let cluster = !config.cluster.is_empty();
+        store.server = server::ServerProfile::new(
+            server::major_version(&version),
+            rows.into_iter().map(|r| r.name),
+            cluster,
+        );
+        if cluster {
+            let sql = format!(
+                "SELECT toUInt32(max(replica_num)) FROM system.clusters WHERE cluster = {}",
+                sql_string(&config.cluster)
+            );
+            let replicas: u32 = store
+                .retry("read the cluster's replicas", || {
+                    store.client.query(&sql).fetch_one::<u32>()
+                })
+                .await?;
+            store.server.replicas = replicas.max(1);
+        }
+        store.client = store.client.with_validation(store.server.validates());
+        tracing::debug!(server_version = %version, validation = store.server.validates(), replicas = store.server.replicas, "connected to ClickHouse");
         Ok(store)
     }
 
@@ -297,7 +328,7 @@ impl Store {
         let statement = statement
             .replace("{database}", &self.config.database)
             .replace("{cluster}", &self.config.cluster);
-        if self.server_major < 19 {
+        if self.server.major < 19 {
             statement.replace("LowCardinality(String)", "String")
         } else {
             statement
@@ -388,6 +419,9 @@ impl Store {
         self.retry(&format!("insert into {table}"), || async {
             // The name is `database.table`, both checked to be plain identifiers.
             let mut insert = self.client.insert_unescaped::<T>(&table).await?;
+            for (name, value) in self.server.insert_settings() {
+                insert = insert.with_setting(name, value);
+            }
             for row in rows {
                 insert.write(row).await?;
             }
@@ -433,51 +467,52 @@ impl Store {
         let started = std::time::Instant::now();
         let lock = format!("dmarc-ingest-publish-{}", self.config.database);
         let queries = self.queries();
-        let cluster = !self.config.cluster.is_empty();
         for (what, template) in [
             ("publish records", queries.publish_records),
             ("publish reports", queries.publish_reports),
         ] {
             let sql = self.render(template, batch_id);
             self.retry(what, || {
+                // One block per partition (a report's rows land in one part), synchronous;
+                // see `server.rs`.
                 let mut query = self
                     .client
                     .query(&sql)
-                    .with_setting("query_id", lock.as_str())
-                    // One block per partition: a report's rows land in one part.
-                    .with_setting("min_insert_block_size_rows", "1099511627776")
-                    .with_setting("min_insert_block_size_bytes", "1099511627776");
-                if cluster {
-                    // The Distributed insert has reached every shard when it returns.
-                    query = query.with_setting("insert_distributed_sync", "1");
+                    .with_setting("query_id", lock.as_str());
+                for (name, value) in self.server.publish_settings() {
+                    query = query.with_setting(name, value);
                 }
                 query.execute()
             })
             .await?;
         }
-        let sql = self.render(queries.published_ids, batch_id);
-        let published: Vec<UuidRow> = self
-            .retry("read published reports", || {
-                self.client.query(&sql).fetch_all::<UuidRow>()
+        let sql = self.render(queries.publish_outcome, batch_id);
+        let stored: Vec<StoredIdentity> = self
+            .retry("read what was published", || {
+                let mut query = self.client.query(&sql);
+                for (name, value) in self.server.read_back_settings() {
+                    query = query.with_setting(name, value);
+                }
+                query.fetch_all::<StoredIdentity>()
             })
             .await?;
-        let sql = self.render(queries.present_ids, batch_id);
-        let present: Vec<UuidRow> = self
-            .retry("read reports already there", || {
-                self.client.query(&sql).fetch_all::<UuidRow>()
-            })
-            .await?;
+        let mut result = PublishResult::default();
+        for row in stored {
+            result.published.insert(row.ingest_id);
+            result.present.insert(ReportIdentity {
+                org_name: row.org_name,
+                report_id: row.report_id,
+                policy_domain: row.policy_domain,
+                date_begin: row.date_begin,
+            });
+        }
         tracing::debug!(
             batch = %batch_id,
-            published = published.len(),
-            present = present.len(),
+            present = result.present.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batch published"
         );
-        Ok(PublishResult {
-            published: published.into_iter().map(|r| r.ingest_id).collect(),
-            present: present.into_iter().map(|r| r.ingest_id).collect(),
-        })
+        Ok(result)
     }
 
     /// Fills a query of `schema/queries/` in: database, batch; comments and `;` dropped.
@@ -598,14 +633,15 @@ fn test_memory_limit(reports: usize) -> Option<StoreError> {
     })
 }
 
-/// What a publish did, by `ingest_id`.
+/// What a publish did: a report whose `ingest_id` is in `published` was published by
+/// it; one whose identity is in `present` under another `ingest_id` was a duplicate; any
+/// other was not published (its staging was incomplete).
 #[derive(Debug, Default)]
 pub struct PublishResult {
-    /// Published by this publish.
+    /// The `ingest_id`s stored in `reports` for the batch's identities.
     pub published: HashSet<Uuid>,
-    /// Whose report is in `reports` now (published now, or a duplicate of one before).
-    /// A report in neither set was not published: its staging was incomplete.
-    pub present: HashSet<Uuid>,
+    /// The batch's identities that are in `reports` now (published now or before).
+    pub present: HashSet<ReportIdentity>,
 }
 
 impl PublishResult {
@@ -615,10 +651,21 @@ impl PublishResult {
     }
 }
 
+/// A report's identity as stored in `reports`, with the import that stored it.
 #[derive(Debug, clickhouse::Row, Deserialize)]
-struct UuidRow {
+struct StoredIdentity {
     #[serde(with = "clickhouse::serde::uuid")]
     ingest_id: Uuid,
+    policy_domain: String,
+    date_begin: u32,
+    org_name: String,
+    report_id: String,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct VersionAndSetting {
+    version: String,
+    name: String,
 }
 
 #[derive(Debug, clickhouse::Row, Serialize, Deserialize)]
