@@ -2,8 +2,10 @@
 //! message moved to the archive (rows committed) or the invalid mailbox (no valid report).
 //!
 //! One worker per configured mailbox, each on its own connection. A worker's round:
-//! SELECT, list UIDs, fetch a batch with `BODY.PEEK[]` (nothing marked read), parse and
-//! write it (on a blocking thread), publish, then move. Only published (or duplicate)
+//! SELECT, list UIDs, then batches (bounded by count and bytes) through a two-stage
+//! pipeline: fetch with `BODY.PEEK[]` (nothing marked read), parse and stage (on a
+//! blocking thread) while the batch before is published (on another) and then moved; so
+//! both cores work, and mail still moves only after its own batch committed. Only published (or duplicate)
 //! mail is archived, only mail whose every report failed for good is quarantined; mail
 //! whose rows could not be written stays in the inbox. Then IDLE (re-issued before the
 //! server's limit) or, without IDLE, a poll interval.
@@ -447,35 +449,65 @@ async fn round(
             moved_any = true;
             progressed = true;
         }
+        // Pipelined: while batch i is published and moved (a background task, then the
+        // IMAP session), batch i+1 is fetched, parsed and staged. Mail still moves only
+        // after its own batch committed; a failure settles the batch in flight first.
+        let keepalive = Duration::from_secs(account.keepalive_secs);
+        let mut in_flight: Option<InFlight> = None;
         for batch in plan.batches {
-            // The attempt is on record before the mail is touched: if this process dies
-            // on it, the next one knows.
-            shared
-                .store
-                .record_attempts(label, validity, &batch)
-                .await
-                .map_err(|e| fail(e.into(), progressed))?;
-            let messages = mailbox
-                .fetch(&batch, shared.limits.max_message_bytes)
-                .await
-                .map_err(|e| fail(e.into(), progressed))?;
-            Metrics::add(&shared.metrics.messages_fetched, messages.len() as u64);
-            summary.fetched += messages.len() as u64;
-            let keepalive = Duration::from_secs(account.keepalive_secs);
-            let work = write_batch(messages, label, validity, shared);
-            let (verdict, lost) = with_keepalive(&mut mailbox, keepalive, work).await;
-            if let Some(e) = lost {
-                tracing::warn!(mailbox = %label, error = %e, "IMAP session lost while the batch was written; reconnecting to move it");
-                mailbox = reopen(account, validity)
-                    .await
-                    .map_err(|e| fail(e, progressed))?;
+            let staged = stage_next(
+                &mut mailbox,
+                account,
+                &batch,
+                label,
+                validity,
+                shared,
+                summary,
+                keepalive,
+            )
+            .await;
+            if let Some(previous) = in_flight.take() {
+                let moved = finish(
+                    previous,
+                    &mut mailbox,
+                    account,
+                    label,
+                    validity,
+                    keepalive,
+                    shared,
+                    summary,
+                    memory,
+                )
+                .await;
+                match moved {
+                    Ok(true) => {
+                        moved_any = true;
+                        progressed = true;
+                        shared.metrics.success_now();
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        if let Ok(next) = staged {
+                            // Staged, never published: not this mail's fault.
+                            next.forgive(memory);
+                        }
+                        return Err(fail(e, true));
+                    }
+                }
             }
-            let moved = settle(
+            in_flight = Some(staged.map_err(|e| fail(e, progressed))?.publish());
+            if *shared.shutdown.borrow() {
+                break;
+            }
+        }
+        if let Some(last) = in_flight.take() {
+            let moved = finish(
+                last,
                 &mut mailbox,
                 account,
                 label,
                 validity,
-                verdict,
+                keepalive,
                 shared,
                 summary,
                 memory,
@@ -487,10 +519,10 @@ async fn round(
                 progressed = true;
                 shared.metrics.success_now();
             }
-            if *shared.shutdown.borrow() {
-                let _ = mailbox.logout().await;
-                return Ok(RoundEnd::Shutdown);
-            }
+        }
+        if *shared.shutdown.borrow() {
+            let _ = mailbox.logout().await;
+            return Ok(RoundEnd::Shutdown);
         }
         if moved_any {
             idle_rounds = 0;
@@ -756,15 +788,120 @@ fn test_batch_delay() -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
-/// Parses and writes one batch of messages on a blocking thread; decides each message's
-/// fate from the events. A panic is caught per message (that message fails) and around
-/// the whole batch (every message of it is then tried alone).
-async fn write_batch(
+/// A batch parsed and staged (not yet published), on its way through the pipeline.
+struct Staged {
+    uids: Vec<u32>,
+    /// The feeder holding the staged batch, or the reason its stage failed (a panic).
+    feeder: Result<Feeder<u32>, String>,
+    shared: Shared,
+    label: String,
+}
+
+/// A batch whose publish runs in the background.
+struct InFlight {
+    uids: Vec<u32>,
+    task: tokio::task::JoinHandle<Verdict>,
+}
+
+impl Staged {
+    /// Starts the batch's publish on a blocking thread (the feeder blocks on each store
+    /// call); the verdict comes from its events.
+    fn publish(self) -> InFlight {
+        let Staged {
+            uids,
+            feeder,
+            shared,
+            label,
+        } = self;
+        let batch = uids.clone();
+        let task = tokio::task::spawn_blocking(move || match feeder {
+            Ok(mut feeder) => {
+                if feeder.stopped.is_none() {
+                    feeder.publish();
+                } else {
+                    feeder.finish_publish();
+                }
+                feeder.flush_log();
+                let events = feeder.take_events();
+                decide(&batch, events, feeder.stopped.take(), &shared.metrics)
+            }
+            Err(reason) => panicked(&label, &batch, reason),
+        });
+        InFlight { uids, task }
+    }
+
+    /// The batch will not be published (the round ends): its attempts were not its
+    /// mail's fault.
+    fn forgive(&self, memory: &mut Memory) {
+        for uid in &self.uids {
+            *memory.forgiven.entry(*uid).or_insert(0) += 1;
+        }
+    }
+}
+
+/// Every mail of a batch whose worker panicked is tried alone.
+fn panicked(label: &str, uids: &[u32], reason: String) -> Verdict {
+    tracing::error!(mailbox = %label, %reason, "batch failed; its mail is tried alone");
+    Verdict {
+        retry: uids
+            .iter()
+            .map(|&uid| (uid, FailureKind::Panic, reason.clone()))
+            .collect(),
+        batch: uids.to_vec(),
+        ..Verdict::default()
+    }
+}
+
+/// The reason of a blocking task that did not finish.
+fn join_failure(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => format!(
+            "the batch's worker panicked: {}",
+            crate::pipeline::panic_message(payload.as_ref())
+        ),
+        Err(e) => format!("the batch's worker failed: {e}"),
+    }
+}
+
+/// Records the attempt at `batch`, fetches it and parses and stages it (on a blocking
+/// thread, NOOPs keeping the session alive meanwhile). A lost session is reopened.
+#[allow(clippy::too_many_arguments)]
+async fn stage_next(
+    mailbox: &mut Mailbox,
+    account: &ImapConfig,
+    batch: &[u32],
+    label: &str,
+    validity: u32,
+    shared: &Shared,
+    summary: &mut RunSummary,
+    keepalive: Duration,
+) -> Result<Staged, RoundError> {
+    // The attempt is on record before the mail is touched: if this process dies on it,
+    // the next one knows.
+    shared.store.record_attempts(label, validity, batch).await?;
+    let messages = mailbox
+        .fetch(batch, shared.limits.max_message_bytes)
+        .await?;
+    Metrics::add(&shared.metrics.messages_fetched, messages.len() as u64);
+    summary.fetched += messages.len() as u64;
+    let work = stage_batch(messages, label, validity, shared);
+    let (staged, lost) = with_keepalive(mailbox, keepalive, work).await;
+    if let Some(e) = lost {
+        tracing::warn!(mailbox = %label, error = %e, "IMAP session lost while the batch was staged; reconnecting");
+        *mailbox = reopen(account, validity).await?;
+    }
+    Ok(staged)
+}
+
+/// Parses and stages one batch of messages on a blocking thread (not published). A
+/// panic is caught per message (that message fails) and around the whole batch (every
+/// message of it is then tried alone).
+async fn stage_batch(
     messages: Vec<FetchedMessage>,
     label: &str,
     uid_validity: u32,
     shared: &Shared,
-) -> Verdict {
+) -> Staged {
     let runtime = tokio::runtime::Handle::current();
     let store = shared.store.clone();
     let limits = shared.limits.clone();
@@ -792,35 +929,46 @@ async fn write_batch(
             if feeder.stopped.is_some() {
                 break;
             }
-        }
-        if feeder.stopped.is_none() {
-            feeder.publish();
-        }
-        feeder.flush_log();
-        (feeder.take_events(), feeder.stopped.take())
-    })
-    .await;
-    match joined {
-        Ok((events, store_down)) => decide(&uids, events, store_down, &shared.metrics),
-        Err(e) => {
-            let reason = match e.try_into_panic() {
-                Ok(payload) => format!(
-                    "the batch's worker panicked: {}",
-                    crate::pipeline::panic_message(payload.as_ref())
-                ),
-                Err(e) => format!("the batch's worker failed: {e}"),
-            };
-            tracing::error!(mailbox = %label, %reason, "batch failed; its mail is tried alone");
-            Verdict {
-                retry: uids
-                    .iter()
-                    .map(|&uid| (uid, FailureKind::Panic, reason.clone()))
-                    .collect(),
-                batch: uids,
-                ..Verdict::default()
+            if feeder.writer.is_full() {
+                feeder.start_publish();
             }
         }
+        feeder
+    })
+    .await;
+    Staged {
+        uids,
+        feeder: joined.map_err(join_failure),
+        shared: shared.clone(),
+        label: label.to_owned(),
     }
+}
+
+/// Waits for a batch's publish (NOOPs keeping the session alive), then carries out its
+/// verdict; returns whether anything moved.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    in_flight: InFlight,
+    mailbox: &mut Mailbox,
+    account: &ImapConfig,
+    label: &str,
+    validity: u32,
+    keepalive: Duration,
+    shared: &Shared,
+    summary: &mut RunSummary,
+    memory: &mut Memory,
+) -> Result<bool, RoundError> {
+    let InFlight { uids, task } = in_flight;
+    let (joined, lost) = with_keepalive(mailbox, keepalive, task).await;
+    if let Some(e) = lost {
+        tracing::warn!(mailbox = %label, error = %e, "IMAP session lost while the batch was published; reconnecting to move it");
+        *mailbox = reopen(account, validity).await?;
+    }
+    let verdict = joined.unwrap_or_else(|e| panicked(label, &uids, join_failure(e)));
+    settle(
+        mailbox, account, label, validity, verdict, shared, summary, memory,
+    )
+    .await
 }
 
 /// The message's fate from its events (pure apart from the metrics).

@@ -104,7 +104,7 @@ pub fn import_paths(
             Err((shown, e)) => feeder.failure(&shown, &InputError::Io(e)),
         };
         if feeder.writer.is_full() {
-            feeder.publish();
+            feeder.start_publish();
         }
         feeder.drain_into(&mut summary);
         bar.inc(1);
@@ -150,7 +150,7 @@ pub enum Event<T> {
 /// Feeds parsed reports into a [`BatchWriter`], blocking on the runtime for each store
 /// call (it runs on a thread of its own, never on a runtime worker). Every report and
 /// failure becomes an [`Event`] tagged with the current tag, and an `ingest_log` row.
-pub struct Feeder<T: Clone> {
+pub struct Feeder<T: Clone + Send + 'static> {
     runtime: tokio::runtime::Handle,
     store: Store,
     pub writer: BatchWriter<T>,
@@ -160,12 +160,19 @@ pub struct Feeder<T: Clone> {
     log: Vec<LogEntry>,
     /// Set when the store stays unreachable: the reason. Nothing more is written.
     pub stopped: Option<String>,
+    /// The previous batch, being published while the next one is read.
+    publishing: Option<PublishTask<T>>,
 }
+
+/// A batch being published in the background: its writer comes back with the outcome
+/// (or the panic's message), so that no report of it can go unaccounted for.
+type PublishTask<T> = tokio::task::JoinHandle<(BatchWriter<T>, PublishOutcome<T>)>;
+type PublishOutcome<T> = Result<Vec<(PendingReport<T>, ReportOutcome)>, StoreError>;
 
 /// Log entries are written at most this many at a time (and at each publish).
 const LOG_BATCH: usize = 1_000;
 
-impl<T: Clone> Feeder<T> {
+impl<T: Clone + Send + 'static> Feeder<T> {
     pub fn new(runtime: tokio::runtime::Handle, store: &Store, tag: T) -> Self {
         Feeder {
             runtime,
@@ -175,6 +182,7 @@ impl<T: Clone> Feeder<T> {
             events: Vec::new(),
             log: Vec::new(),
             stopped: None,
+            publishing: None,
         }
     }
 
@@ -199,13 +207,46 @@ impl<T: Clone> Feeder<T> {
         }
     }
 
-    /// Publishes the current batch; each report becomes an event. A store failure
-    /// fails the batch's reports (transiently when the store is unreachable, which also
-    /// sets `stopped`).
+    /// Publishes the current batch and waits for it (and for any batch publishing in the
+    /// background); each report becomes an event. A store failure fails the batch's
+    /// reports (transiently when the store is unreachable, which also sets `stopped`).
     pub fn publish(&mut self) {
-        let result = self.runtime.block_on(self.writer.publish());
-        match result {
-            Ok(outcomes) => {
+        self.start_publish();
+        self.finish_publish();
+    }
+
+    /// Starts publishing the current batch in the background, once the batch before it
+    /// is settled (publishes stay in order, one at a time), and starts a new batch: the
+    /// next inputs are read and staged while ClickHouse publishes this one.
+    pub fn start_publish(&mut self) {
+        self.finish_publish();
+        if self.stopped.is_some() {
+            return;
+        }
+        let mut writer = std::mem::replace(&mut self.writer, BatchWriter::new(&self.store));
+        self.publishing = Some(self.runtime.spawn(async move {
+            use futures::FutureExt;
+            let outcome = std::panic::AssertUnwindSafe(writer.publish())
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|payload| {
+                    Err(StoreError::Rejected(format!(
+                        "the publish panicked: {}",
+                        panic_message(payload.as_ref())
+                    )))
+                });
+            (writer, outcome)
+        }));
+    }
+
+    /// Waits for the batch publishing in the background, if any; its reports become
+    /// events.
+    pub fn finish_publish(&mut self) {
+        let Some(task) = self.publishing.take() else {
+            return;
+        };
+        match self.runtime.block_on(task) {
+            Ok((_, Ok(outcomes))) => {
                 for (report, outcome) in outcomes {
                     self.log.push(outcome_entry(&report, &outcome));
                     self.events.push(match outcome {
@@ -225,9 +266,11 @@ impl<T: Clone> Feeder<T> {
                 }
                 self.flush_log();
             }
+            Ok((writer, Err(e))) => self.batch_failed(writer.into_pending(), e),
+            // Only if the runtime is shutting down (a panic is caught in the task): the
+            // batch's reports are not known here; the caller's inputs stay unsettled.
             Err(e) => {
-                let failed = std::mem::replace(&mut self.writer, BatchWriter::new(&self.store));
-                self.batch_failed(failed.into_pending(), e);
+                self.stopped = Some(format!("the publish task ended: {e}"));
             }
         }
     }
@@ -348,7 +391,7 @@ impl<T: Clone> Feeder<T> {
     }
 }
 
-impl<T: Clone> ReportSink for Feeder<T> {
+impl<T: Clone + Send + 'static> ReportSink for Feeder<T> {
     fn report(
         &mut self,
         source: &str,

@@ -672,7 +672,7 @@ fn a_session_lost_during_a_slow_batch_is_reopened_before_the_move() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("IMAP session lost while the batch was written"),
+        stderr.contains("IMAP session lost while the batch was"),
         "the keepalive saw the cut: {stderr}"
     );
     assert_eq!(imap.counts(user, &["INBOX", "Archive"]), [0, mails.len()]);
@@ -685,4 +685,55 @@ fn a_session_lost_during_a_slow_batch_is_reopened_before_the_move() {
         mails.len() as u64,
         "one attempt each"
     );
+}
+
+#[test]
+fn the_next_batch_is_staged_while_the_previous_one_publishes() {
+    // Batches of 10 mails: batch 2 is fetched before batch 1's publish has finished, and
+    // every batch's mail is moved only after its own publish.
+    let imap = Dovecot::shared();
+    let user = "dm_pipeline";
+    imap.fresh_user(user);
+    let db = TestDb::fresh("daemon_pipeline");
+    let work = tempfile::tempdir().unwrap();
+    let reports = write_reports(work.path(), "pipe", 30, 20);
+    let mails = as_mails(&work.path().join("mails"), &reports);
+    let (archive, _, distinct) = expectations(&mails);
+    imap.deliver(user, "INBOX", &mails);
+    let env = [
+        ("DMARC_INGEST_IMAP_FETCH_BATCH", "10"),
+        ("DMARC_INGEST_LOG", "dmarc_ingest=debug"),
+        ("NO_COLOR", "1"),
+    ];
+    let (code, stderr) = run_once(&db, &imap, user, &env);
+    assert_eq!(code, 0, "{stderr}");
+    let events: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| {
+            ["fetched messages", "batch published", "moved messages"]
+                .into_iter()
+                .find(|e| l.contains(e))
+        })
+        .collect();
+    let nth = |what: &str, n: usize| {
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| **e == what)
+            .nth(n)
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| panic!("no {what} #{n} in {events:?}"))
+    };
+    assert!(
+        nth("fetched messages", 1) < nth("batch published", 0),
+        "batch 2 is fetched while batch 1 publishes: {events:?}"
+    );
+    for batch in 0..3 {
+        assert!(
+            nth("batch published", batch) < nth("moved messages", batch),
+            "batch {batch} moves after its publish: {events:?}"
+        );
+    }
+    assert_eq!(imap.counts(user, &["INBOX", "Archive"]), [0, archive]);
+    assert_eq!(totals(&db), sum(&distinct));
 }

@@ -25,7 +25,7 @@ pub const DEFAULT_ARCHIVE_MAILBOX: &str = "Archive";
 pub const DEFAULT_INVALID_MAILBOX: &str = "Invalid";
 
 /// Default messages fetched per round.
-pub const DEFAULT_FETCH_BATCH: u32 = 200;
+pub const DEFAULT_FETCH_BATCH: u32 = 1_000;
 /// Default bytes of mail fetched per round (by the sizes the server reports first); a
 /// larger message is fetched alone.
 pub const DEFAULT_FETCH_BATCH_BYTES: u64 = 32 << 20;

@@ -157,7 +157,7 @@ pub const DEFAULT_DATABASE: &str = "dmarc";
 /// Default rows per staging insert: bounds the importer's memory (~0.5 KiB a row).
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
 /// Default reports published together (one INSERT ... SELECT per table).
-pub const DEFAULT_PUBLISH_REPORTS: usize = 500;
+pub const DEFAULT_PUBLISH_REPORTS: usize = 5_000;
 /// Default attempts for a ClickHouse call that fails transiently (down, overloaded).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 /// Default first retry delay; doubled each attempt, with jitter, up to the max.

@@ -45,6 +45,14 @@ pub struct PendingReport<T> {
 /// A batch is published once it holds this many staged rows, whatever the report count.
 const MAX_ROWS_PER_PUBLISH: u64 = 2_000_000;
 
+/// ... or this many bytes of rows (as [`StoredRecord::estimated_bytes`] counts them): the
+/// server squashes a publish into one block per partition, in memory.
+const MAX_BYTES_PER_PUBLISH: u64 = 512 << 20;
+
+/// ... or once its first report is this old, so that reports read slowly (a trickle of
+/// files, one huge report beside small ones) are not held back.
+pub const PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Rows buffered before a staging insert, in bytes (with `batch_rows` as the count
 /// bound); one more buffer may be in flight.
 pub const MAX_BUFFER_BYTES: usize = 16 << 20;
@@ -66,8 +74,12 @@ pub struct BatchWriter<T> {
     staged: Vec<StagedReport>,
     pending: Vec<PendingReport<T>>,
     in_batch: HashSet<ReportIdentity>,
-    /// Rows staged in this batch (to publish a batch before it grows too large).
+    /// Rows and their bytes staged in this batch (to publish a batch before it grows too
+    /// large).
     batch_rows: u64,
+    batch_bytes: u64,
+    /// When the batch's first report began.
+    opened_at: Option<std::time::Instant>,
 }
 
 impl<T> BatchWriter<T> {
@@ -83,6 +95,8 @@ impl<T> BatchWriter<T> {
             pending: Vec::new(),
             in_batch: HashSet::new(),
             batch_rows: 0,
+            batch_bytes: 0,
+            opened_at: None,
         }
     }
 
@@ -93,6 +107,7 @@ impl<T> BatchWriter<T> {
             return None;
         }
         self.current_start = self.rows.len();
+        self.opened_at.get_or_insert_with(std::time::Instant::now);
         Some(Uuid::new_v4())
     }
 
@@ -121,6 +136,7 @@ impl<T> BatchWriter<T> {
             &mut self.rows,
             Vec::with_capacity(self.store.config.batch_rows.min(4096)),
         );
+        self.batch_bytes += self.rows_bytes as u64;
         self.rows_bytes = 0;
         self.batch_rows += rows.len() as u64;
         self.current_start = 0;
@@ -182,10 +198,15 @@ impl<T> BatchWriter<T> {
         Ok(())
     }
 
-    /// Whether the batch is big enough to publish now.
+    /// Whether the batch should be published now: by reports (`publish_reports`), rows,
+    /// bytes, or age ([`PUBLISH_DEADLINE`]).
     pub fn is_full(&self) -> bool {
         self.pending.len() >= self.store.config.publish_reports
             || self.batch_rows + self.rows.len() as u64 >= MAX_ROWS_PER_PUBLISH
+            || self.batch_bytes + self.rows_bytes as u64 >= MAX_BYTES_PER_PUBLISH
+            || self
+                .opened_at
+                .is_some_and(|t| !self.pending.is_empty() && t.elapsed() >= PUBLISH_DEADLINE)
     }
 
     /// Reports waiting in this batch.
@@ -204,6 +225,7 @@ impl<T> BatchWriter<T> {
     /// completed, and its reports may be given again.
     pub async fn publish(&mut self) -> Result<Vec<(PendingReport<T>, ReportOutcome)>, StoreError> {
         if self.pending.is_empty() {
+            self.opened_at = None;
             self.rows.clear();
             self.rows_bytes = 0;
             self.current_start = 0;
@@ -228,6 +250,8 @@ impl<T> BatchWriter<T> {
         self.staged.clear();
         self.in_batch.clear();
         self.batch_rows = 0;
+        self.batch_bytes = 0;
+        self.opened_at = None;
         Ok(pending
             .into_iter()
             .map(|p| {

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Throughput where the load is (issue 10), each figure for every binary given, in turns,
+# so that a before/after comparison is measured in one run on the same machine state:
+#
+#   small   `import` of SMALL (10,000) gzip reports of 5 records each   -> reports/s
+#   daemon  `run --once` over MAILS (2,000) mails of 20 records         -> messages/s
+#   big     `import` of one BIG (1,000,000)-record gzip report          -> records/s
+#   publish mean publish time per batch of 500 small reports into an empty database,
+#           then with FILL (10,000,000) reports (and their records) already stored
+#
+# Usage: benches/throughput-bench.sh [BIN...]   (default: target/release/dmarc-ingest)
+#        ONLY="small daemon" benches/throughput-bench.sh ...   runs some of them
+# Inputs are generated once into .state/bench/ (the 2,000 mails are delivered once and
+# the Maildir restored from a copy before each run). Loopback dovecot and ClickHouse.
+set -euo pipefail
+SMALL=${SMALL:-10000}
+MAILS=${MAILS:-2000}
+BIG=${BIG:-1000000}
+FILL=${FILL:-10000000}
+ONLY=${ONLY:-small daemon big publish}
+cd "$(dirname "$0")/.."
+repo=$PWD
+bins=("$@")
+[ ${#bins[@]} -gt 0 ] || bins=(target/release/dmarc-ingest)
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+deploy/dev/clickhouse.sh install
+deploy/dev/dovecot.sh install
+deploy/dev/clickhouse.sh start >/dev/null
+deploy/dev/dovecot.sh start >/dev/null
+cargo build --release -q -p dmarc-ingest -p dmarc-ingest-benches
+gen=target/release/gen-report
+cache=.state/bench
+mkdir -p "$cache"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+query() { deploy/dev/clickhouse.sh query "$1"; }
+
+# Reports: DIR COUNT RECORDS PREFIX, once.
+make_reports() {
+    local dir=$1 count=$2 records=$3 prefix=$4
+    [ -f "$dir.done" ] && return
+    rm -rf "$dir"; mkdir -p "$dir"
+    for i in $(seq 1 "$count"); do
+        $gen --records "$records" --seed "$i" --report-id "$prefix-$i" --gzip --out "$dir/r$i.xml.gz" 2>/dev/null
+    done
+    touch "$dir.done"
+}
+
+# Runs "$@" (DMARC_INGEST_* set by the caller); prints its wall seconds. rss_mib: its
+# peak RSS.
+timed() {
+    /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" >"$tmp/out" 2>"$tmp/err" || { tail -5 "$tmp/err" >&2; return 1; }
+    awk '{print $1}' "$tmp/time"
+}
+rss_mib() { awk '{printf "%.0f", $2/1024}' "$tmp/time"; }
+
+fresh_db() {
+    query "DROP DATABASE IF EXISTS $1" >/dev/null
+    DMARC_INGEST_CLICKHOUSE_DATABASE=$1 "${bins[0]}" schema apply >/dev/null 2>&1
+}
+
+for what in $ONLY; do
+    case $what in
+    small)
+        make_reports "$cache/small" "$SMALL" 5 bench-small
+        for bin in "${bins[@]}"; do
+            fresh_db bench_small
+            secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_small DMARC_INGEST_LOG=warn timed "$bin" import "$cache/small")
+            stored=$(query "SELECT count() FROM bench_small.reports")
+            awk -v b="$bin" -v n="$SMALL" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
+                'BEGIN {printf "small   %-40s %6.2f s  %7.0f reports/s  (%d stored)  %d MiB\n", b, s, n/s, st, m}'
+        done ;;
+    daemon)
+        user=bench_throughput
+        home=.state/dovecot/mail/$user
+        if [ ! -d "$cache/maildir" ]; then
+            make_reports "$cache/daemon-reports" "$MAILS" 20 bench-daemon
+            rm -rf "$tmp/mails"; mkdir -p "$tmp/mails"
+            python3 deploy/dev/wrap-as-mail.py "$tmp/mails" "$cache"/daemon-reports/*.xml.gz
+            rm -rf "$home"
+            deploy/dev/dovecot.sh add-user "$user" secret >/dev/null
+            deploy/dev/dovecot.sh deliver "$user" INBOX "$tmp"/mails/*.eml >/dev/null
+            cp -a "$home/Maildir" "$cache/maildir"
+        fi
+        deploy/dev/dovecot.sh add-user "$user" secret >/dev/null
+        for bin in "${bins[@]}"; do
+            rm -rf "$home/Maildir"; cp -a "$cache/maildir" "$home/Maildir"
+            fresh_db bench_throughput
+            secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_throughput DMARC_INGEST_IMAP_HOST=127.0.0.1 \
+                DMARC_INGEST_IMAP_PORT=${DMARC_IMAP_PORT:-1143} DMARC_INGEST_IMAP_TLS=none \
+                DMARC_INGEST_IMAP_USERNAME=$user DMARC_INGEST_IMAP_PASSWORD=secret DMARC_INGEST_LOG=warn \
+                timed "$bin" run --once)
+            stored=$(query "SELECT count() FROM bench_throughput.reports")
+            awk -v b="$bin" -v n="$MAILS" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
+                'BEGIN {printf "daemon  %-40s %6.2f s  %7.0f messages/s  (%d stored)  %d MiB\n", b, s, n/s, st, m}'
+        done ;;
+    big)
+        [ -f "$cache/big.xml.gz" ] || $gen --records "$BIG" --gzip --out "$cache/big.xml.gz" 2>/dev/null
+        for bin in "${bins[@]}"; do
+            fresh_db bench_big
+            secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_big DMARC_INGEST_LOG=warn timed "$bin" import "$cache/big.xml.gz")
+            stored=$(query "SELECT count() FROM bench_big.records")
+            awk -v b="$bin" -v n="$BIG" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
+                'BEGIN {printf "big     %-40s %6.2f s  %7.0f records/s  (%d stored)  %d MiB\n", b, s, n/s, st, m}'
+        done ;;
+    publish)
+        make_reports "$cache/publish-a" 2000 5 bench-publish-a
+        make_reports "$cache/publish-b" 2000 5 bench-publish-b
+        # Mean of the "batch published" times of an import of 2,000 reports (4 batches).
+        publish_ms() {
+            DMARC_INGEST_CLICKHOUSE_DATABASE=bench_publish DMARC_INGEST_CLICKHOUSE_PUBLISH_REPORTS=500 \
+                DMARC_INGEST_LOG=dmarc_ingest::store=debug,warn "$1" import "$2" 2>&1 >/dev/null |
+                sed 's/\x1b\[[0-9;]*m//g' | grep 'batch published' |
+                sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p' | awk '{s+=$1; n++} END {printf "%.0f", s/n}'
+        }
+        for bin in "${bins[@]}"; do
+            fresh_db bench_publish
+            empty=$(publish_ms "$bin" "$cache/publish-a")
+            # FILL reports of one record each: 2,000 domains (example.com among them) over
+            # 1,000 days, 20 reporters; the batch's domain-day gets its share, as it would.
+            query "INSERT INTO bench_publish.reports (policy_domain, date_begin, date_end, org_name, report_id, record_count, message_count, source, ingest_id, ingested_at) SELECT if(number % 2000 = 0, 'example.com', concat('d', toString(number % 2000), '.example')), toDateTime(1613347200 + (intDiv(number, 2000) % 1000) * 86400), toDateTime(1613347200 + (intDiv(number, 2000) % 1000) * 86400 + 86399), concat('reporter', toString(number % 20), '.example'), concat('fill-', toString(number)), 1, 3, 'fill', generateUUIDv4(), now() FROM numbers($FILL)" >/dev/null
+            query "INSERT INTO bench_publish.records (policy_domain, date_begin, date_end, org_name, report_id, record_index, source_ip, source_ip_v6, message_count, ingest_id, ingested_at) SELECT policy_domain, date_begin, date_end, org_name, report_id, 0, '192.0.2.1', toFixedString(unhex('00000000000000000000FFFFC0000201'), 16), 3, ingest_id, ingested_at FROM bench_publish.reports WHERE source = 'fill'" >/dev/null
+            filled=$(query "SELECT count() FROM bench_publish.reports")
+            full=$(publish_ms "$bin" "$cache/publish-b")
+            awk -v b="$bin" -v e="$empty" -v f="$full" -v n="$filled" \
+                'BEGIN {printf "publish %-40s %6d ms per batch empty, %6d ms with %d reports stored (%+.0f%%)\n", b, e, f, n, (f-e)*100/e}'
+        done ;;
+    *) echo "unknown benchmark: $what" >&2; exit 2 ;;
+    esac
+done
