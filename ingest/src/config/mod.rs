@@ -209,6 +209,12 @@ pub struct ClickHouseConfig {
     /// `schema/cluster/` (replicated, sharded, `ON CLUSTER`) instead of the single-server
     /// one. Empty: one server.
     pub cluster: String,
+    /// Confirms that only one importer (one daemon, or one `import` at a time) writes to
+    /// this database. Required where the tables are replicated without `cluster` (a
+    /// managed service such as ClickHouse Cloud, replicas behind a load balancer): the
+    /// publish lock (a `query_id`) holds only within one server.
+    #[serde(deserialize_with = "boolean")]
+    pub single_publisher: bool,
 }
 
 impl ClickHouseConfig {
@@ -265,6 +271,7 @@ impl Default for ClickHouseConfig {
             url: DEFAULT_CLICKHOUSE_URL.into(),
             ca_file: None,
             allow_insecure_http: false,
+            single_publisher: false,
             database: DEFAULT_DATABASE.into(),
             user: "default".into(),
             password: String::new(),

@@ -244,6 +244,18 @@ impl Store {
                 .await?;
             store.server.replicas = replicas.max(1);
         }
+        if !cluster {
+            let sql = format!(
+                "SELECT engine FROM system.tables WHERE database = {} AND name = 'reports'",
+                sql_string(&config.database)
+            );
+            let engines: Vec<String> = store
+                .retry("read the storage engine", || {
+                    store.client.query(&sql).fetch_all::<String>()
+                })
+                .await?;
+            store.server.replicated_storage = engines.first().is_some_and(|e| is_replicated(e));
+        }
         store.client = store.client.with_validation(store.server.validates());
         tracing::debug!(server_version = %version, validation = store.server.validates(), replicas = store.server.replicas, "connected to ClickHouse");
         Ok(store)
@@ -385,9 +397,19 @@ impl Store {
         Ok(applied)
     }
 
-    /// Fails with [`StoreError::Schema`] unless every migration has been applied.
+    /// Fails with [`StoreError::Schema`] unless every migration has been applied, and
+    /// where the tables are replicated without a configured cluster unless
+    /// `single_publisher` confirms that only one importer writes.
     pub async fn check_schema(&self) -> Result<(), StoreError> {
         let db = &self.config.database;
+        if self.server.replicated_storage && !self.config.single_publisher {
+            return Err(StoreError::Schema(format!(
+                "the tables of database {db} are replicated, so the publish lock (held on one \
+                 server) cannot stop two importers on different replicas from both storing a \
+                 report: run one importer and set [clickhouse] single_publisher = true, or \
+                 configure [clickhouse] cluster (schema/cluster/README.md)"
+            )));
+        }
         let done: Vec<u32> = self
             .retry("read applied migrations", || {
                 self.client
@@ -684,6 +706,12 @@ struct AttemptCount {
     attempts: u32,
 }
 
+/// Whether a table engine keeps copies on several servers (`ReplicatedMergeTree`,
+/// `SharedReplacingMergeTree` of a managed service...).
+fn is_replicated(engine: &str) -> bool {
+    engine.starts_with("Replicated") || engine.starts_with("Shared")
+}
+
 /// A ClickHouse string literal of `text`: quoted, with `\` and `'` escaped.
 pub fn sql_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -827,6 +855,20 @@ mod tests {
             .collect();
         assert_eq!(lists[0], want);
         assert_eq!(lists[1], want);
+    }
+
+    #[test]
+    fn replicated_engines_are_told_from_single_server_ones() {
+        for engine in [
+            "ReplicatedReplacingMergeTree",
+            "SharedReplacingMergeTree",
+            "SharedMergeTree",
+        ] {
+            assert!(is_replicated(engine), "{engine}");
+        }
+        for engine in ["ReplacingMergeTree", "MergeTree", "Distributed"] {
+            assert!(!is_replicated(engine), "{engine}");
+        }
     }
 
     #[test]

@@ -27,6 +27,10 @@ use std::collections::HashSet;
 /// that get security fixes, 24.x and later).
 pub const VALIDATION_FROM_MAJOR: u32 = 24;
 
+/// From this major version `insert_quorum = 'auto'` (a majority of the replicas) is
+/// accepted.
+const QUORUM_AUTO_FROM_MAJOR: u32 = 23;
+
 /// Squashing bound: larger than any publish (which is bounded by rows and months).
 const SQUASH_ALL: &str = "1099511627776";
 
@@ -58,6 +62,10 @@ pub struct ServerProfile {
     pub cluster: bool,
     /// Replicas per shard of the cluster (1 on a single server).
     pub replicas: u32,
+    /// Without a configured cluster, `reports` is replicated all the same
+    /// (`Replicated*` or `Shared*` engine: a managed service, replicas behind a load
+    /// balancer): every write must reach a majority and every read must be consistent.
+    pub replicated_storage: bool,
 }
 
 impl ServerProfile {
@@ -68,6 +76,7 @@ impl ServerProfile {
             known: known.into_iter().collect(),
             cluster,
             replicas: 1,
+            replicated_storage: false,
         }
     }
 
@@ -82,6 +91,11 @@ impl ServerProfile {
             .filter(|(name, _)| self.knows(name))
             .cloned()
             .collect()
+    }
+
+    /// Whether reads may reach a replica that lacks a write acknowledged elsewhere.
+    fn reads_need_consistency(&self) -> bool {
+        (self.cluster && self.replicas > 1) || self.replicated_storage
     }
 
     /// Whether to validate rows against the table's columns (the crate's
@@ -109,6 +123,8 @@ impl ServerProfile {
             if self.replicas > 1 {
                 wanted.push(("insert_quorum", self.replicas.to_string()));
             }
+        } else if self.replicated_storage && self.major >= QUORUM_AUTO_FROM_MAJOR {
+            wanted.push(("insert_quorum", "auto".to_owned()));
         }
         self.only_known(&wanted)
     }
@@ -133,6 +149,10 @@ impl ServerProfile {
             "allow_experimental_parallel_reading_from_replicas",
             "0".to_owned(),
         ));
+        // The guard reads what earlier publishes wrote, maybe through another replica.
+        if self.reads_need_consistency() {
+            wanted.push(("select_sequential_consistency", "1".to_owned()));
+        }
         self.only_known(&wanted)
     }
 
@@ -140,7 +160,7 @@ impl ServerProfile {
     /// that have every quorum insert answer.
     pub fn read_back_settings(&self) -> Vec<(&'static str, String)> {
         let mut wanted = Vec::new();
-        if self.cluster && self.replicas > 1 {
+        if self.reads_need_consistency() {
             wanted.push(("select_sequential_consistency", "1".to_owned()));
         }
         self.only_known(&wanted)
@@ -276,6 +296,22 @@ mod tests {
             .map(|(n, v)| format!("{n} = {v}"))
             .collect();
         assert_eq!(listed, ours);
+    }
+
+    #[test]
+    fn replicated_storage_without_a_cluster_writes_to_a_majority_and_reads_consistently() {
+        let mut managed = ServerProfile::new(25, clickhouse_26(), false);
+        managed.replicated_storage = true;
+        assert!(managed
+            .insert_settings()
+            .contains(&("insert_quorum", "auto".to_owned())));
+        assert!(managed
+            .publish_settings()
+            .contains(&("select_sequential_consistency", "1".to_owned())));
+        assert_eq!(
+            managed.read_back_settings(),
+            [("select_sequential_consistency", "1".to_owned())]
+        );
     }
 
     #[test]
