@@ -124,6 +124,7 @@ PLACEHOLDERS = {
     "{uid_validity}": "1",
     "{uid_min}": "1",
     "{uid_max}": "100",
+    "{days}": "SELECT 'example.com', toDate('2025-03-01')",
 }
 
 

@@ -88,6 +88,17 @@ pub enum SchemaAction {
     /// Create the database and tables, or apply the migrations not applied yet.
     /// Safe to re-run.
     Apply,
+    /// Bring the rollups (records_daily, reporter_daily) back in line with records and
+    /// reports for the days FROM to TO (inclusive), e.g. after a failed publish whose
+    /// repair was lost with the process. Safe to re-run, and beside running importers.
+    RebuildRollups {
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// Whether log lines may carry colour codes: only when stderr is a terminal and
@@ -124,6 +135,9 @@ pub fn main() -> ExitCode {
         Command::Schema {
             action: SchemaAction::Apply,
         } => schema_apply(&config),
+        Command::Schema {
+            action: SchemaAction::RebuildRollups { from, to },
+        } => rebuild_rollups(&config, &from, &to),
         Command::Import { paths } => import(&config, &paths),
         Command::Run { once } => run(&config, once),
     }
@@ -319,6 +333,26 @@ fn schema_apply(config: &Config) -> ExitCode {
             if dropped > 0 {
                 eprintln!("schema: dropped {dropped} stale staging partitions");
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail_store(&e),
+    }
+}
+
+/// `schema rebuild-rollups`: repairs the rollups of a range of days.
+fn rebuild_rollups(config: &Config, from: &str, to: &str) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&config.clickhouse).await?;
+        store.check_schema().await?;
+        store.rebuild_rollups(from, to).await
+    });
+    match result {
+        Ok(()) => {
+            eprintln!("schema: rollups of {from} to {to} match records and reports");
             ExitCode::SUCCESS
         }
         Err(e) => fail_store(&e),

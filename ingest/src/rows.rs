@@ -293,9 +293,13 @@ impl<W: Write> RowWriter<W> {
             Format::Csv => {
                 if !self.wrote_header {
                     self.wrote_header = true;
-                    write_csv_line(&mut self.out, CSV_COLUMNS.iter().map(|c| (*c).into()))?;
+                    let mut header = CsvLine::new(&mut self.out);
+                    for column in CSV_COLUMNS {
+                        header.text(column)?;
+                    }
+                    header.end()?;
                 }
-                write_csv_line(&mut self.out, csv_fields(row).into_iter())
+                write_csv_row(&mut self.out, row)
             }
         }
     }
@@ -319,84 +323,128 @@ fn empty_as_null<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::Er
     }
 }
 
-fn csv_fields<'a>(r: &'a RecordRow<'a>) -> Vec<std::borrow::Cow<'a, str>> {
-    use std::borrow::Cow;
-    let opt = |v: Option<&'a str>| Cow::Borrowed(v.unwrap_or(""));
-    let join = |v: &[&str]| Cow::Owned(v.join(";"));
-    let join_owned = |v: &[String]| Cow::Owned(v.join(";"));
-    vec![
-        r.source.into(),
-        r.org_name.into(),
-        r.email.into(),
-        r.report_id.into(),
-        r.policy_domain.into(),
-        r.date_begin.to_string().into(),
-        r.date_end.to_string().into(),
-        opt(r.version),
-        opt(r.generator),
-        opt(r.extra_contact_info),
-        join_owned(r.report_errors),
-        opt(r.published_adkim),
-        opt(r.published_aspf),
-        opt(r.published_p),
-        opt(r.published_sp),
-        opt(r.published_np),
-        r.published_pct
-            .map(|p| p.to_string())
-            .unwrap_or_default()
-            .into(),
-        opt(r.published_fo),
-        opt(r.published_testing),
-        opt(r.published_discovery_method),
-        r.source_ip.into(),
-        r.message_count.to_string().into(),
-        opt(r.disposition),
-        opt(r.policy_dkim),
-        opt(r.policy_spf),
-        join(&r.override_reasons),
-        join(&r.override_comments),
-        r.header_from.into(),
-        opt(r.envelope_from),
-        opt(r.envelope_to),
-        join(&r.dkim_domains),
-        join(&r.dkim_selectors),
-        join(&r.dkim_results),
-        join(&r.dkim_human_results),
-        join(&r.spf_domains),
-        join(&r.spf_scopes),
-        join(&r.spf_results),
-        join(&r.spf_human_results),
-        r.header_from_org.as_str().into(),
-        r.envelope_from_org.as_str().into(),
-        join_owned(&r.dkim_domains_org),
-        join_owned(&r.spf_domains_org),
-        r.sender_org.as_str().into(),
-        u8::from(r.dkim_aligned).to_string().into(),
-        u8::from(r.spf_aligned).to_string().into(),
-        join_owned(r.extensions),
-        join_owned(r.report_extensions),
-        join_owned(r.problems),
-    ]
+/// Writes one row as a CSV line in [`CSV_COLUMNS`] order, field by field into `out`: no
+/// per-row buffers (lists are joined with `;` as they are written).
+fn write_csv_row(out: &mut impl Write, r: &RecordRow<'_>) -> std::io::Result<()> {
+    fn opt(v: Option<&str>) -> &str {
+        v.unwrap_or("")
+    }
+    let mut line = CsvLine::new(out);
+    line.text(r.source)?;
+    line.text(r.org_name)?;
+    line.text(r.email)?;
+    line.text(r.report_id)?;
+    line.text(r.policy_domain)?;
+    line.display(&r.date_begin)?;
+    line.display(&r.date_end)?;
+    line.text(opt(r.version))?;
+    line.text(opt(r.generator))?;
+    line.text(opt(r.extra_contact_info))?;
+    line.list(r.report_errors)?;
+    line.text(opt(r.published_adkim))?;
+    line.text(opt(r.published_aspf))?;
+    line.text(opt(r.published_p))?;
+    line.text(opt(r.published_sp))?;
+    line.text(opt(r.published_np))?;
+    match r.published_pct {
+        Some(pct) => line.display(&pct)?,
+        None => line.text("")?,
+    }
+    line.text(opt(r.published_fo))?;
+    line.text(opt(r.published_testing))?;
+    line.text(opt(r.published_discovery_method))?;
+    line.text(r.source_ip)?;
+    line.display(&r.message_count)?;
+    line.text(opt(r.disposition))?;
+    line.text(opt(r.policy_dkim))?;
+    line.text(opt(r.policy_spf))?;
+    line.list(&r.override_reasons)?;
+    line.list(&r.override_comments)?;
+    line.text(r.header_from)?;
+    line.text(opt(r.envelope_from))?;
+    line.text(opt(r.envelope_to))?;
+    line.list(&r.dkim_domains)?;
+    line.list(&r.dkim_selectors)?;
+    line.list(&r.dkim_results)?;
+    line.list(&r.dkim_human_results)?;
+    line.list(&r.spf_domains)?;
+    line.list(&r.spf_scopes)?;
+    line.list(&r.spf_results)?;
+    line.list(&r.spf_human_results)?;
+    line.text(&r.header_from_org)?;
+    line.text(&r.envelope_from_org)?;
+    line.list(&r.dkim_domains_org)?;
+    line.list(&r.spf_domains_org)?;
+    line.text(&r.sender_org)?;
+    line.display(&u8::from(r.dkim_aligned))?;
+    line.display(&u8::from(r.spf_aligned))?;
+    line.list(r.extensions)?;
+    line.list(r.report_extensions)?;
+    line.list(r.problems)?;
+    line.end()
 }
 
-/// One RFC 4180 line: fields quoted when they hold `,`, `"`, CR or LF.
-fn write_csv_line<'a>(
-    out: &mut impl Write,
-    fields: impl Iterator<Item = std::borrow::Cow<'a, str>>,
-) -> std::io::Result<()> {
-    for (i, f) in fields.enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        if f.contains([',', '"', '\r', '\n']) {
-            out.write_all(b"\"")?;
-            out.write_all(f.replace('"', "\"\"").as_bytes())?;
-            out.write_all(b"\"")?;
-        } else {
-            out.write_all(f.as_bytes())?;
-        }
+/// One RFC 4180 line being written: fields separated by `,`, a field quoted (with `"`
+/// doubled) when it holds `,`, `"`, CR or LF.
+struct CsvLine<'w, W: Write> {
+    out: &'w mut W,
+    fields: usize,
+}
+
+impl<'w, W: Write> CsvLine<'w, W> {
+    fn new(out: &'w mut W) -> Self {
+        CsvLine { out, fields: 0 }
     }
-    out.write_all(b"\r\n")
+
+    fn separate(&mut self) -> std::io::Result<()> {
+        self.fields += 1;
+        if self.fields > 1 {
+            self.out.write_all(b",")?;
+        }
+        Ok(())
+    }
+
+    fn text(&mut self, field: &str) -> std::io::Result<()> {
+        self.list(&[field])
+    }
+
+    /// A number or date (never needs quotes).
+    fn display(&mut self, field: &dyn std::fmt::Display) -> std::io::Result<()> {
+        self.separate()?;
+        write!(self.out, "{field}")
+    }
+
+    /// The items joined with `;`, as one field.
+    fn list<S: AsRef<str>>(&mut self, items: &[S]) -> std::io::Result<()> {
+        self.separate()?;
+        let quoted = items
+            .iter()
+            .any(|i| i.as_ref().contains([',', '"', '\r', '\n']));
+        if quoted {
+            self.out.write_all(b"\"")?;
+        }
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                self.out.write_all(b";")?;
+            }
+            let mut pieces = item.as_ref().split('"');
+            if let Some(first) = pieces.next() {
+                self.out.write_all(first.as_bytes())?;
+            }
+            for piece in pieces {
+                self.out.write_all(b"\"\"")?;
+                self.out.write_all(piece.as_bytes())?;
+            }
+        }
+        if quoted {
+            self.out.write_all(b"\"")?;
+        }
+        Ok(())
+    }
+
+    fn end(self) -> std::io::Result<()> {
+        self.out.write_all(b"\r\n")
+    }
 }
 
 #[cfg(test)]
@@ -477,5 +525,30 @@ mod tests {
         let line = lines.next().unwrap();
         assert!(line.contains(",\";bad, sig\","), "{line}");
         assert!(line.contains("example.com;esp.example"), "{line}");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_counted_like_rfc_4180() {
+        let (h, mut r) = sample();
+        r.dkim = Vec::new();
+        let mut w = RowWriter::new(Format::Csv, Vec::new());
+        let mut row = record_row("dir/a \"b\".xml", &h, &r);
+        row.envelope_to = Some("x\r\ny");
+        w.write(&row).unwrap();
+        let text = String::from_utf8(w.out).unwrap();
+        let line = &text[text.find("\r\n").unwrap() + 2..];
+        assert!(line.starts_with("\"dir/a \"\"b\"\".xml\","), "{line}");
+        assert!(line.contains(",\"x\r\ny\","), "{line}");
+        // Every field of the row, once: the quoted ones hold no separator outside quotes.
+        let mut fields = 1;
+        let mut inside = false;
+        for c in line.trim_end_matches("\r\n").chars() {
+            match c {
+                '"' => inside = !inside,
+                ',' if !inside => fields += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(fields, CSV_COLUMNS.len(), "{line}");
     }
 }

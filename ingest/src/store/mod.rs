@@ -28,9 +28,10 @@
 //! a proxy's 5xx, unknown codes) fail the batch for later, never blaming its mail; data
 //! errors (ClickHouse codes such as 117, 53) fail the batch with the server's message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,8 @@ struct Queries {
     publish_outcome: &'static str,
     mail_attempts: &'static str,
     stale_attempts: &'static str,
+    repair_records_daily: &'static str,
+    repair_reporter_daily: &'static str,
 }
 
 const SINGLE_SERVER_QUERIES: Queries = Queries {
@@ -124,6 +127,8 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     publish_outcome: include_str!("../../../schema/queries/publish_outcome.sql"),
     mail_attempts: include_str!("../../../schema/queries/mail_attempts.sql"),
     stale_attempts: include_str!("../../../schema/queries/stale_attempt_partitions.sql"),
+    repair_records_daily: include_str!("../../../schema/queries/repair_records_daily.sql"),
+    repair_reporter_daily: include_str!("../../../schema/queries/repair_reporter_daily.sql"),
 };
 
 const CLUSTER_QUERIES: Queries = Queries {
@@ -132,6 +137,10 @@ const CLUSTER_QUERIES: Queries = Queries {
     publish_outcome: include_str!("../../../schema/cluster/queries/publish_outcome.sql"),
     mail_attempts: include_str!("../../../schema/cluster/queries/mail_attempts.sql"),
     stale_attempts: include_str!("../../../schema/cluster/queries/stale_attempt_partitions.sql"),
+    repair_records_daily: include_str!("../../../schema/cluster/queries/repair_records_daily.sql"),
+    repair_reporter_daily: include_str!(
+        "../../../schema/cluster/queries/repair_reporter_daily.sql"
+    ),
 };
 
 const STALE_STAGING_SQL: &str =
@@ -180,6 +189,10 @@ pub struct Store {
     config: ClickHouseConfig,
     /// The server's version, the settings it knows, the cluster's replicas.
     server: server::ServerProfile,
+    /// Days (policy domain, days since 1970) whose rollups may be short: a publish
+    /// statement failed after its rows may have been committed. Repaired after the next
+    /// publish that succeeds.
+    repairs: Arc<Mutex<BTreeSet<(String, u32)>>>,
 }
 
 impl Store {
@@ -202,6 +215,7 @@ impl Store {
             client,
             config: config.clone(),
             server: server::ServerProfile::default(),
+            repairs: Arc::default(),
         };
         let candidates = server::CANDIDATE_SETTINGS
             .iter()
@@ -465,9 +479,13 @@ impl Store {
                 r.batch_id = batch_id;
             }
             self.insert_rows("reports_staging", &reports).await?;
+            let days: BTreeSet<(String, u32)> = reports
+                .iter()
+                .map(|r| (r.policy_domain.clone(), r.date_begin / 86_400))
+                .collect();
             let published = match test_memory_limit(reports.len()) {
                 Some(e) => Err(e),
-                None => self.publish(batch_id).await,
+                None => self.publish_days(batch_id, &days).await,
             };
             match published {
                 Err(StoreError::MemoryLimit(reason)) if reports.len() > 1 => {
@@ -486,28 +504,74 @@ impl Store {
     /// `ingest_id`s were published and which reports are present (published now or
     /// before).
     pub async fn publish(&self, batch_id: Uuid) -> Result<PublishResult, StoreError> {
+        self.publish_days(batch_id, &BTreeSet::new()).await
+    }
+
+    /// The publish lock: the `query_id` every publish of the database runs under.
+    fn lock(&self) -> String {
+        format!("dmarc-ingest-publish-{}", self.config.database)
+    }
+
+    /// Runs a statement under the publish lock with the publish settings. Sets `failed`
+    /// when any attempt failed (its rows may be in, and its views' rows not).
+    async fn execute_locked(
+        &self,
+        what: &str,
+        sql: &str,
+        failed: &std::sync::atomic::AtomicBool,
+    ) -> Result<(), StoreError> {
+        let lock = self.lock();
+        self.retry(what, || {
+            // One block per partition (a report's rows land in one part), synchronous;
+            // see `server.rs`.
+            let mut query = self
+                .client
+                .query(sql)
+                .with_setting("query_id", lock.as_str());
+            for (name, value) in self.server.publish_settings() {
+                query = query.with_setting(name, value);
+            }
+            async move {
+                let mut result = query.execute().await;
+                if result.is_ok() && test_view_fails(what) {
+                    result = self.fail_a_view().await;
+                }
+                if result.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                result
+            }
+        })
+        .await
+    }
+
+    /// [`Store::publish`], for reports of `days` (policy domain, days since 1970): when a
+    /// statement fails on the way, those days' rollups are repaired once a publish
+    /// succeeds.
+    async fn publish_days(
+        &self,
+        batch_id: Uuid,
+        days: &BTreeSet<(String, u32)>,
+    ) -> Result<PublishResult, StoreError> {
         let started = std::time::Instant::now();
-        let lock = format!("dmarc-ingest-publish-{}", self.config.database);
         let queries = self.queries();
         for (what, template) in [
             ("publish records", queries.publish_records),
             ("publish reports", queries.publish_reports),
         ] {
             let sql = self.render(template, batch_id);
-            self.retry(what, || {
-                // One block per partition (a report's rows land in one part), synchronous;
-                // see `server.rs`.
-                let mut query = self
-                    .client
-                    .query(&sql)
-                    .with_setting("query_id", lock.as_str());
-                for (name, value) in self.server.publish_settings() {
-                    query = query.with_setting(name, value);
-                }
-                query.execute()
-            })
-            .await?;
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            let result = self.execute_locked(what, &sql, &failed).await;
+            if failed.into_inner() && !days.is_empty() {
+                tracing::warn!(
+                    days = %days_text(days),
+                    "a publish statement failed: these days' rollups will be repaired after the next publish (or run `dmarc-ingest schema rebuild-rollups`)"
+                );
+                lock_repairs(&self.repairs).extend(days.iter().cloned());
+            }
+            result?;
         }
+        self.repair_pending().await;
         let sql = self.render(queries.publish_outcome, batch_id);
         let stored: Vec<StoredIdentity> = self
             .retry("read what was published", || {
@@ -535,6 +599,74 @@ impl Store {
             "batch published"
         );
         Ok(result)
+    }
+
+    /// The test fault of [`test_view_fails`]: the view's rows are lost (`records_daily`
+    /// emptied) and the call fails as a busy server does (retried).
+    async fn fail_a_view(&self) -> clickhouse::error::Result<()> {
+        let db = &self.config.database;
+        self.client
+            .query(&format!("TRUNCATE TABLE {db}.records_daily"))
+            .execute()
+            .await?;
+        Err(clickhouse::error::Error::BadResponse(format!(
+            "Code: 252. DB::Exception: Too many parts (test fault: the view into {db}.records_daily failed after the records were committed)"
+        )))
+    }
+
+    /// Repairs the rollups of the days a failed publish left pending (best effort: what
+    /// fails stays pending, and is logged).
+    async fn repair_pending(&self) {
+        let pending: BTreeSet<(String, u32)> = std::mem::take(&mut *lock_repairs(&self.repairs));
+        if pending.is_empty() {
+            return;
+        }
+        let days = days_subquery(&pending);
+        match self.repair_rollups(&days).await {
+            Ok(()) => {
+                tracing::info!(days = %days_text(&pending), "rollups repaired");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, days = %days_text(&pending), "cannot repair rollups yet");
+                lock_repairs(&self.repairs).extend(pending);
+            }
+        }
+    }
+
+    /// Brings `records_daily` and `reporter_daily` back in line with `records` and
+    /// `reports` for the (policy domain, day) pairs `days` (a subquery) selects, under
+    /// the publish lock (`queries/repair_*.sql`).
+    async fn repair_rollups(&self, days: &str) -> Result<(), StoreError> {
+        let queries = self.queries();
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        for (what, template) in [
+            ("repair records_daily", queries.repair_records_daily),
+            ("repair reporter_daily", queries.repair_reporter_daily),
+        ] {
+            let sql = self.render(template, Uuid::nil()).replace("{days}", days);
+            self.execute_locked(what, &sql, &failed).await?;
+        }
+        Ok(())
+    }
+
+    /// `schema rebuild-rollups`: repairs the rollups of every day from `from` to `to`
+    /// (`YYYY-MM-DD`, inclusive).
+    pub async fn rebuild_rollups(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        for date in [from, to] {
+            if !is_iso_date(date) {
+                return Err(StoreError::BadReport(format!(
+                    "{date:?} is not a date (YYYY-MM-DD, 1970 to 2105)"
+                )));
+            }
+        }
+        let db = &self.config.database;
+        let range = format!("BETWEEN toDate('{from}') AND toDate('{to}')");
+        let days = format!(
+            "SELECT policy_domain, toDate(date_begin) FROM {db}.reports WHERE toDate(date_begin) {range} \
+             UNION ALL SELECT policy_domain, day FROM {db}.records_daily WHERE day {range} \
+             UNION ALL SELECT policy_domain, day FROM {db}.reporter_daily WHERE day {range}"
+        );
+        self.repair_rollups(&days).await
     }
 
     /// Fills a query of `schema/queries/` in: database, batch; comments and `;` dropped.
@@ -653,6 +785,86 @@ fn test_memory_limit(reports: usize) -> Option<StoreError> {
             "Code: 241. DB::Exception: Memory limit (test fault: over {limit} reports) exceeded"
         ))
     })
+}
+
+/// The pending repairs (a panic elsewhere cannot poison them for good).
+fn lock_repairs(
+    repairs: &Mutex<BTreeSet<(String, u32)>>,
+) -> std::sync::MutexGuard<'_, BTreeSet<(String, u32)>> {
+    repairs
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `SELECT policy_domain, day` of the given (policy domain, days since 1970) pairs.
+fn days_subquery(days: &BTreeSet<(String, u32)>) -> String {
+    let domains: Vec<String> = days.iter().map(|(d, _)| sql_string(d)).collect();
+    let dates: Vec<String> = days.iter().map(|(_, n)| format!("toDate({n})")).collect();
+    format!(
+        "SELECT policy_domain, day FROM (SELECT [{}] AS domains, [{}] AS dates) \
+         ARRAY JOIN domains AS policy_domain, dates AS day",
+        domains.join(", "),
+        dates.join(", ")
+    )
+}
+
+/// `example.com 2025-03-01, ...` (at most 20, then a count), for logs.
+fn days_text(days: &BTreeSet<(String, u32)>) -> String {
+    let mut text: Vec<String> = days
+        .iter()
+        .take(20)
+        .map(|(d, n)| format!("{d} {}", iso_date(*n)))
+        .collect();
+    if days.len() > 20 {
+        text.push(format!("and {} more", days.len() - 20));
+    }
+    text.join(", ")
+}
+
+/// `YYYY-MM-DD` of a count of days since 1970-01-01.
+fn iso_date(days: u32) -> String {
+    let ym = batch::year_month(days.saturating_mul(86_400));
+    let first = days_from_civil(ym / 100, ym % 100);
+    format!("{:04}-{:02}-{:02}", ym / 100, ym % 100, days - first + 1)
+}
+
+/// Days since 1970-01-01 of the first of a month (proleptic Gregorian).
+fn days_from_civil(year: u32, month: u32) -> u32 {
+    let y = if month <= 2 { year - 1 } else { year } as i64;
+    let m = month as i64;
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) as u32
+}
+
+/// Whether `text` is `YYYY-MM-DD` in 1970-2105, the years ClickHouse's `Date` holds on
+/// every version (18.16 turns a later one into 1970-01-01); the server checks the rest.
+fn is_iso_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    digits
+        && text[..4]
+            .parse::<u32>()
+            .is_ok_and(|y| (1970..=2105).contains(&y))
+}
+
+/// Test-only fault (debug builds): with `DMARC_TEST_VIEW_FAILS_ONCE` set, the first
+/// `publish records` of the process fails after its rows were committed, as when a
+/// materialized view fails ([`Store::fail_a_view`]).
+fn test_view_fails(what: &str) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    cfg!(debug_assertions)
+        && what == "publish records"
+        && std::env::var_os("DMARC_TEST_VIEW_FAILS_ONCE").is_some()
+        && !FIRED.swap(true, Ordering::Relaxed)
 }
 
 /// What a publish did: a report whose `ingest_id` is in `published` was published by
@@ -869,6 +1081,29 @@ mod tests {
         for engine in ["ReplacingMergeTree", "MergeTree", "Distributed"] {
             assert!(!is_replicated(engine), "{engine}");
         }
+    }
+
+    #[test]
+    fn days_are_written_as_dates_and_checked_as_dates() {
+        assert_eq!(iso_date(0), "1970-01-01");
+        assert_eq!(iso_date(19_782), "2024-02-29");
+        assert_eq!(iso_date(49_710), "2106-02-07");
+        assert!(is_iso_date("2025-03-01"));
+        for bad in [
+            "2025-3-01",
+            "yesterday",
+            "2025-03-01'; DROP",
+            "2025/03/01",
+            "2106-01-01",
+            "1969-12-31",
+        ] {
+            assert!(!is_iso_date(bad), "{bad}");
+        }
+        let days: BTreeSet<(String, u32)> = (0..25).map(|n| ("a.example".into(), n)).collect();
+        let text = days_text(&days);
+        assert!(text.starts_with("a.example 1970-01-01, "), "{text}");
+        assert!(text.ends_with("and 5 more"), "{text}");
+        assert!(days_subquery(&days).contains("toDate(24)"));
     }
 
     #[test]
