@@ -357,6 +357,10 @@ fn plan(
     plan
 }
 
+/// How long the daemon waits, once IDLE says new mail arrived, for more to arrive
+/// before it takes the batch (the deadline of a batch that does not fill).
+const BATCH_LINGER: Duration = Duration::from_secs(2);
+
 /// Rounds in a row without a mail moved after which `--once` stops (each round adds an
 /// attempt to every mail left, so mail that keeps failing is quarantined before this).
 const MAX_IDLE_ROUNDS_ONCE: u32 = MAX_ATTEMPTS_PER_MESSAGE + 2;
@@ -742,7 +746,28 @@ async fn wait_for_mail(
                 let _ = mailbox.logout().await;
                 None
             }
-            IdleOutcome::NewData | IdleOutcome::TimedOut => Some(mailbox),
+            // Mail trickles in (a receiver's reports come minutes apart, often several
+            // at once): what arrives within the linger joins this batch, which costs
+            // one publish instead of one per mail.
+            IdleOutcome::NewData => {
+                // Still in IDLE, so the server tells the session of each new mail.
+                let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+                let mut mailbox = mailbox;
+                loop {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        break Some(mailbox);
+                    }
+                    mailbox.forget_news();
+                    let (again, outcome) = mailbox.idle(left, stopped(&shared.shutdown)).await?;
+                    mailbox = again;
+                    if outcome == IdleOutcome::Stopped {
+                        let _ = mailbox.logout().await;
+                        break None;
+                    }
+                }
+            }
+            IdleOutcome::TimedOut => Some(mailbox),
         });
     }
     if wait_or_shutdown(

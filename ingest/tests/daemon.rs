@@ -302,16 +302,30 @@ fn cut_connection_reconnects_and_idle_picks_up_new_mail() {
     // Mail delivered while the daemon idles lands within seconds.
     std::thread::sleep(Duration::from_secs(2));
     let delivered_at = Instant::now();
-    imap.deliver(user, "INBOX", &mails[..2]);
+    imap.deliver(user, "INBOX", &mails[..1]);
     wait_until("IDLE to pick up new mail", Duration::from_secs(15), || {
-        imap.counts(user, &["Archive"])[0] == 2
+        imap.counts(user, &["Archive"])[0] == 1
     });
     let idle_latency = delivered_at.elapsed();
     assert!(idle_latency < Duration::from_secs(10), "{idle_latency:?}");
+    // Back in IDLE: mail arriving within the linger after IDLE woke (0.7 s apart) makes
+    // one batch.
+    std::thread::sleep(Duration::from_millis(500));
+    imap.deliver(user, "INBOX", &mails[1..2]);
+    std::thread::sleep(Duration::from_millis(700));
+    imap.deliver(user, "INBOX", &mails[2..3]);
+    wait_until("the trickle to be taken", Duration::from_secs(15), || {
+        imap.counts(user, &["Archive"])[0] == 3
+    });
+    assert_eq!(
+        db.number("SELECT toUInt64(max(batch_size)) FROM {database}.mail_attempts WHERE uid > 1"),
+        2,
+        "the two mails were taken together"
+    );
     // Cut the IMAP connection; the daemon reconnects and goes on.
     imap.cut_sessions();
     std::thread::sleep(Duration::from_millis(500));
-    imap.deliver(user, "INBOX", &mails[2..]);
+    imap.deliver(user, "INBOX", &mails[3..]);
     wait_until("mail after the cut", Duration::from_secs(30), || {
         imap.counts(user, &["Archive"])[0] == mails.len()
     });

@@ -355,6 +355,12 @@ impl Mailbox {
     }
 
     /// The UIDs of the selected folder's messages not flagged `\Deleted`, ascending.
+    /// Forgets the news seen so far (the next [`Mailbox::idle`] waits for new news).
+    pub fn forget_news(&mut self) {
+        self.drain_unsolicited();
+        self.state.new_data = false;
+    }
+
     pub async fn uids(&mut self) -> Result<Vec<u32>, MailboxError> {
         // What arrives from here on is news for the next call.
         self.drain_unsolicited();
