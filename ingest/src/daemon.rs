@@ -456,42 +456,36 @@ async fn round(
         // Pipelined: while batch i is published and moved (a background task, then the
         // IMAP session), batch i+1 is fetched, parsed and staged. Mail still moves only
         // after its own batch committed; a failure settles the batch in flight first.
-        let keepalive = Duration::from_secs(account.keepalive_secs);
+        let ctx = BatchContext {
+            account,
+            label,
+            validity,
+            keepalive: Duration::from_secs(account.keepalive_secs),
+            shared,
+        };
         let mut in_flight: Option<InFlight> = None;
-        for batch in plan.batches {
-            let staged = stage_next(
-                &mut mailbox,
-                account,
-                &batch,
-                label,
-                validity,
-                shared,
-                summary,
-                keepalive,
-            )
-            .await;
+        let mut batches = plan.batches.into_iter();
+        loop {
+            // After shutdown, only the batch in flight is finished.
+            let next = match *shared.shutdown.borrow() {
+                true => None,
+                false => batches.next(),
+            };
+            let staged = match next {
+                Some(batch) => Some(stage_next(&ctx, &mut mailbox, &batch, summary).await),
+                None => None,
+            };
             if let Some(previous) = in_flight.take() {
-                let moved = finish(
-                    previous,
-                    &mut mailbox,
-                    account,
-                    label,
-                    validity,
-                    keepalive,
-                    shared,
-                    summary,
-                    memory,
-                )
-                .await;
-                match moved {
-                    Ok(true) => {
-                        moved_any = true;
-                        progressed = true;
-                        shared.metrics.success_now();
+                match finish(&ctx, previous, &mut mailbox, summary, memory).await {
+                    Ok(moved) => {
+                        if moved {
+                            moved_any = true;
+                            progressed = true;
+                            shared.metrics.success_now();
+                        }
                     }
-                    Ok(false) => {}
                     Err(e) => {
-                        if let Ok(next) = staged {
+                        if let Some(Ok(next)) = staged {
                             // Staged, never published: not this mail's fault.
                             next.forgive(memory);
                         }
@@ -499,29 +493,11 @@ async fn round(
                     }
                 }
             }
-            in_flight = Some(staged.map_err(|e| fail(e, progressed))?.publish());
-            if *shared.shutdown.borrow() {
-                break;
-            }
-        }
-        if let Some(last) = in_flight.take() {
-            let moved = finish(
-                last,
-                &mut mailbox,
-                account,
-                label,
-                validity,
-                keepalive,
-                shared,
-                summary,
-                memory,
-            )
-            .await
-            .map_err(|e| fail(e, true))?;
-            if moved {
-                moved_any = true;
-                progressed = true;
-                shared.metrics.success_now();
+            match staged {
+                Some(staged) => {
+                    in_flight = Some(staged.map_err(|e| fail(e, progressed))?.publish())
+                }
+                None => break,
             }
         }
         if *shared.shutdown.borrow() {
@@ -888,19 +864,31 @@ fn join_failure(e: tokio::task::JoinError) -> String {
     }
 }
 
+/// What the stages of a round's batches share.
+struct BatchContext<'a> {
+    account: &'a ImapConfig,
+    label: &'a str,
+    validity: u32,
+    /// NOOP interval while a batch is staged or published.
+    keepalive: Duration,
+    shared: &'a Shared,
+}
+
 /// Records the attempt at `batch`, fetches it and parses and stages it (on a blocking
 /// thread, NOOPs keeping the session alive meanwhile). A lost session is reopened.
-#[allow(clippy::too_many_arguments)]
 async fn stage_next(
+    ctx: &BatchContext<'_>,
     mailbox: &mut Mailbox,
-    account: &ImapConfig,
     batch: &[u32],
-    label: &str,
-    validity: u32,
-    shared: &Shared,
     summary: &mut RunSummary,
-    keepalive: Duration,
 ) -> Result<Staged, RoundError> {
+    let BatchContext {
+        account,
+        label,
+        validity,
+        keepalive,
+        shared,
+    } = *ctx;
     // The attempt is on record before the mail is touched: if this process dies on it,
     // the next one knows.
     shared.store.record_attempts(label, validity, batch).await?;
@@ -971,18 +959,20 @@ async fn stage_batch(
 
 /// Waits for a batch's publish (NOOPs keeping the session alive), then carries out its
 /// verdict; returns whether anything moved.
-#[allow(clippy::too_many_arguments)]
 async fn finish(
+    ctx: &BatchContext<'_>,
     in_flight: InFlight,
     mailbox: &mut Mailbox,
-    account: &ImapConfig,
-    label: &str,
-    validity: u32,
-    keepalive: Duration,
-    shared: &Shared,
     summary: &mut RunSummary,
     memory: &mut Memory,
 ) -> Result<bool, RoundError> {
+    let BatchContext {
+        account,
+        label,
+        validity,
+        keepalive,
+        shared,
+    } = *ctx;
     let InFlight { uids, task } = in_flight;
     let (joined, lost) = with_keepalive(mailbox, keepalive, task).await;
     if let Some(e) = lost {
