@@ -202,8 +202,9 @@ pub struct ClickHouseConfig {
     pub retry_max_ms: u64,
     #[serde(deserialize_with = "number")]
     pub request_timeout_secs: u64,
-    /// Compress what is sent to and read from the server (`lz4`, or `none`, which is
-    /// faster when ClickHouse is on the same host).
+    /// Compress what is sent to and read from the server: `lz4`, `none`, or `auto`
+    /// (the default: `none` to a loopback host, where compressing costs more than it
+    /// saves, else `lz4`).
     pub compression: Compression,
     /// A ClickHouse cluster (as named in the servers' `remote_servers`): the schema of
     /// `schema/cluster/` (replicated, sharded, `ON CLUSTER`) instead of the single-server
@@ -223,6 +224,22 @@ impl ClickHouseConfig {
         self.url
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
+    /// The compression to use: `auto` decided by the URL's host.
+    pub fn effective_compression(&self) -> Compression {
+        match self.compression {
+            Compression::Auto => {
+                let uri: Option<hyper::Uri> = self.url.parse().ok();
+                let host = uri.as_ref().and_then(|u| u.host()).unwrap_or("");
+                if crate::tls::is_loopback_host(host) {
+                    Compression::None
+                } else {
+                    Compression::Lz4
+                }
+            }
+            chosen => chosen,
+        }
     }
 
     /// Pure: the URL is `http(s)://host...`, and clear text goes only to a loopback host
@@ -263,6 +280,8 @@ impl ClickHouseConfig {
 pub enum Compression {
     None,
     Lz4,
+    /// `None` to a loopback host, else `Lz4`.
+    Auto,
 }
 
 impl Default for ClickHouseConfig {
@@ -282,7 +301,7 @@ impl Default for ClickHouseConfig {
             retry_initial_ms: DEFAULT_RETRY_INITIAL_MS,
             retry_max_ms: DEFAULT_RETRY_MAX_MS,
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
-            compression: Compression::Lz4,
+            compression: Compression::Auto,
             cluster: String::new(),
         }
     }
@@ -616,6 +635,24 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn compression_auto_skips_lz4_only_on_loopback() {
+        let mut c = ClickHouseConfig::default();
+        assert_eq!(c.compression, Compression::Auto);
+        for (url, want) in [
+            ("http://127.0.0.1:8123", Compression::None),
+            ("http://localhost:8123", Compression::None),
+            ("http://[::1]:8123", Compression::None),
+            ("https://clickhouse.example:8443", Compression::Lz4),
+        ] {
+            c.url = url.into();
+            assert_eq!(c.effective_compression(), want, "{url}");
+        }
+        c.compression = Compression::Lz4;
+        c.url = "http://127.0.0.1:8123".into();
+        assert_eq!(c.effective_compression(), Compression::Lz4);
     }
 
     #[test]

@@ -205,9 +205,9 @@ impl Store {
             .with_url(&config.url)
             .with_user(&config.user)
             .with_password(&config.password)
-            .with_compression(match config.compression {
-                crate::config::Compression::None => clickhouse::Compression::None,
+            .with_compression(match config.effective_compression() {
                 crate::config::Compression::Lz4 => clickhouse::Compression::Lz4,
+                _ => clickhouse::Compression::None,
             })
             // Until the version is known: 18.16 knows no RowBinaryWithNamesAndTypes.
             .with_validation(false);
