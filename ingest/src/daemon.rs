@@ -882,28 +882,39 @@ async fn stage_next(
     batch: &[u32],
     summary: &mut RunSummary,
 ) -> Result<Staged, RoundError> {
-    let BatchContext {
-        account,
-        label,
-        validity,
-        keepalive,
-        shared,
-    } = *ctx;
+    let shared = ctx.shared;
     // The attempt is on record before the mail is touched: if this process dies on it,
     // the next one knows.
-    shared.store.record_attempts(label, validity, batch).await?;
+    shared
+        .store
+        .record_attempts(ctx.label, ctx.validity, batch)
+        .await?;
     let messages = mailbox
         .fetch(batch, shared.limits.max_message_bytes)
         .await?;
     Metrics::add(&shared.metrics.messages_fetched, messages.len() as u64);
     summary.fetched += messages.len() as u64;
-    let work = stage_batch(messages, label, validity, shared);
-    let (staged, lost) = with_keepalive(mailbox, keepalive, work).await;
-    if let Some(e) = lost {
-        tracing::warn!(mailbox = %label, error = %e, "IMAP session lost while the batch was staged; reconnecting");
-        *mailbox = reopen(account, validity).await?;
-    }
+    let work = stage_batch(messages, ctx.label, ctx.validity, shared);
+    let (staged, lost) = with_keepalive(mailbox, ctx.keepalive, work).await;
+    ctx.reopen_if_lost(mailbox, lost, "staged").await?;
     Ok(staged)
+}
+
+impl BatchContext<'_> {
+    /// After a batch was `doing` (staged, published) under [`with_keepalive`]: a session
+    /// that a NOOP found lost is replaced by a new one on the same UIDVALIDITY.
+    async fn reopen_if_lost(
+        &self,
+        mailbox: &mut Mailbox,
+        lost: Option<MailboxError>,
+        doing: &str,
+    ) -> Result<(), RoundError> {
+        if let Some(e) = lost {
+            tracing::warn!(mailbox = %self.label, error = %e, "IMAP session lost while the batch was {doing}; reconnecting");
+            *mailbox = reopen(self.account, self.validity).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Parses and stages one batch of messages on a blocking thread (not published). A
@@ -966,22 +977,19 @@ async fn finish(
     summary: &mut RunSummary,
     memory: &mut Memory,
 ) -> Result<bool, RoundError> {
-    let BatchContext {
-        account,
-        label,
-        validity,
-        keepalive,
-        shared,
-    } = *ctx;
     let InFlight { uids, task } = in_flight;
-    let (joined, lost) = with_keepalive(mailbox, keepalive, task).await;
-    if let Some(e) = lost {
-        tracing::warn!(mailbox = %label, error = %e, "IMAP session lost while the batch was published; reconnecting to move it");
-        *mailbox = reopen(account, validity).await?;
-    }
-    let verdict = joined.unwrap_or_else(|e| panicked(label, &uids, join_failure(e)));
+    let (joined, lost) = with_keepalive(mailbox, ctx.keepalive, task).await;
+    ctx.reopen_if_lost(mailbox, lost, "published").await?;
+    let verdict = joined.unwrap_or_else(|e| panicked(ctx.label, &uids, join_failure(e)));
     settle(
-        mailbox, account, label, validity, verdict, shared, summary, memory,
+        mailbox,
+        ctx.account,
+        ctx.label,
+        ctx.validity,
+        verdict,
+        ctx.shared,
+        summary,
+        memory,
     )
     .await
 }
