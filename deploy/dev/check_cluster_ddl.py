@@ -40,7 +40,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_modern_engine import PLACEHOLDERS, Statement, split_sql  # noqa: E402 (after the path)
+from check_modern_engine import PLACEHOLDERS, Statement, shared_staging, split_sql  # noqa: E402 (after the path)
 
 DATABASE = "dmarc"
 SINGLE_DATABASE = "single"
@@ -94,7 +94,7 @@ def statements(path: Path) -> list[Statement]:
 
 
 def substitute(sql: str, database: str = DATABASE) -> str:
-    sql = sql.replace("{database}", database).replace("{cluster}", CLUSTER)
+    sql = shared_staging(sql).replace("{database}", database).replace("{cluster}", CLUSTER)
     for name, value in PLACEHOLDERS.items():
         sql = sql.replace(name, value)
     return sql

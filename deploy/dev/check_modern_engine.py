@@ -116,9 +116,12 @@ def markdown_sql(text: str) -> list[Statement]:
     return out
 
 
-# The store's queries name their publish batch as `{batch}`, and the daemon's attempt
-# lookups their mailbox and UIDs; these stand-ins make them runnable.
+# The store's queries name their publish batch as `{batch}`, their staging tables as
+# `{records_staging}`/`{reports_staging}` (here the shared ones; a batch's session
+# tables have the same columns), and the daemon's attempt lookups their mailbox and
+# UIDs; these stand-ins make them runnable.
 PLACEHOLDERS = {
+    "{records_dedup}": "LIMIT 1 BY ingest_id, record_index",
     "{batch}": "toUUID('00000000-0000-0000-0000-000000000000')",
     "{mailbox}": "'reports@127.0.0.1/INBOX'",
     "{uid_validity}": "1",
@@ -128,8 +131,15 @@ PLACEHOLDERS = {
 }
 
 
+def shared_staging(sql: str) -> str:
+    """`{records_staging}` -> `{database}.records_staging`, and the same for reports."""
+    for table in ("records_staging", "reports_staging"):
+        sql = sql.replace("{" + table + "}", "{database}." + table)
+    return sql
+
+
 def fill(sql: str, database: str) -> str:
-    sql = sql.replace("{database}", database)
+    sql = shared_staging(sql).replace("{database}", database)
     for name, value in PLACEHOLDERS.items():
         sql = sql.replace(name, value)
     return sql

@@ -286,6 +286,97 @@ fn a_staging_insert_repeated_after_a_lost_ack_is_published_once() {
     assert_eq!(db.number("SELECT count() FROM {database}.reports"), 1);
 }
 
+#[test]
+fn a_staging_insert_sent_again_stages_in_the_session_and_publishes_once() {
+    // Each batch's first staging insert of records is committed and then (test fault)
+    // reported lost, so it is sent again: the rows are twice in the session's table, and
+    // every report is published once. Nothing goes through the shared staging tables.
+    let db = TestDb::fresh("session_resent");
+    let dir = tempfile::tempdir().unwrap();
+    write_reports(dir.path(), "resent", 8, 30);
+    let expected = parser_totals(&[dir.path().to_owned()]);
+    let dir_arg = dir.path().display().to_string();
+    let out = db
+        .command(&["import", &dir_arg])
+        .env("DMARC_TEST_STAGING_ACK_LOST", "1")
+        .env("DMARC_INGEST_CLICKHOUSE_BATCH_ROWS", "50")
+        .env("DMARC_INGEST_CLICKHOUSE_PUBLISH_REPORTS", "3")
+        .env("DMARC_INGEST_CLICKHOUSE_RETRY_INITIAL_MS", "10")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("acknowledgement of the insert into staged_records was lost")
+            .count(),
+        3,
+        "one resend per batch of 3 reports: {stderr}"
+    );
+    assert_eq!(totals(&db), sum(&expected));
+    assert_no_partial_reports(&db, &expected);
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.records_staging"),
+        0
+    );
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.reports_staging"),
+        0
+    );
+}
+
+#[test]
+fn a_batch_whose_staging_session_is_lost_fails_as_unavailable() {
+    // The server lost the batch's session (restarted, or it timed out): the publish finds
+    // no staged rows and says so; the batch waits, its reports are not blamed.
+    use dmarc_ingest::store::{BatchWriter, PendingReport, Store, StoreError};
+    let db = TestDb::fresh("session_lost");
+    let ingest_id = uuid::Uuid::new_v4();
+    let (header, rows) = google_rows(ingest_id);
+    let count = rows.len() as u64;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let result = runtime.block_on(async {
+        let store = Store::connect(&db.config()).await.unwrap();
+        let mut writer: BatchWriter<()> = BatchWriter::new(&store);
+        let identity = dmarc_ingest::store::identity(&header).unwrap();
+        writer.begin_report(&identity).unwrap();
+        for row in rows {
+            writer.push_record(row);
+        }
+        writer.flush_rows().await.unwrap();
+        // Waits for that staging insert (and stages nothing more): the session is free.
+        writer.flush_rows().await.unwrap();
+        writer
+            .finish_report(
+                &header,
+                PendingReport {
+                    ingest_id,
+                    identity,
+                    source: "test".into(),
+                    records: count,
+                    messages: 0,
+                    tag: (),
+                },
+            )
+            .unwrap();
+        let session = writer
+            .staging_session()
+            .expect("a single server stages in a session")
+            .to_owned();
+        db.sql_in_session(&session, "DROP TEMPORARY TABLE staged_records");
+        writer.publish().await
+    });
+    match result {
+        Err(e @ StoreError::Unavailable(_)) => {
+            assert!(e.to_string().contains("staging session"), "{e}");
+            assert!(e.is_transient());
+        }
+        other => panic!("expected the batch to wait: {other:?}"),
+    }
+    assert_eq!(db.number("SELECT count() FROM {database}.records"), 0);
+    assert_eq!(db.number("SELECT count() FROM {database}.reports"), 0);
+}
+
 /// The rows of google.xml as stored rows of one report, and its header.
 fn google_rows(
     ingest_id: uuid::Uuid,
@@ -322,12 +413,14 @@ fn a_report_short_of_staged_rows_is_not_published_nor_called_a_duplicate() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let outcomes = runtime.block_on(async {
         let store = Store::connect(&db.config()).await.unwrap();
-        // One staged row goes missing (as after a staging insert that failed unseen).
-        let short = &rows[..rows.len() - 1];
-        store.insert_rows("records_staging", short).await.unwrap();
         let mut writer: BatchWriter<()> = BatchWriter::new(&store);
         let identity = dmarc_ingest::store::identity(&header).unwrap();
         assert!(writer.begin_report(&identity).is_some());
+        // One staged row goes missing (as after a staging insert that failed unseen).
+        let count = rows.len() as u64;
+        for row in rows.into_iter().skip(1) {
+            writer.add_record(row).await.unwrap();
+        }
         writer
             .finish_report(
                 &header,
@@ -335,7 +428,7 @@ fn a_report_short_of_staged_rows_is_not_published_nor_called_a_duplicate() {
                     ingest_id,
                     identity,
                     source: "test".into(),
-                    records: rows.len() as u64,
+                    records: count,
                     messages: 0,
                     tag: (),
                 },

@@ -7,5 +7,5 @@ SELECT ingest_id, policy_domain, date_begin, org_name, report_id
 FROM {database}.reports
 WHERE (policy_domain, date_begin, org_name, report_id) IN
     (SELECT policy_domain, date_begin, org_name, report_id
-     FROM {database}.reports_staging
+     FROM {reports_staging}
      WHERE batch_id = {batch});

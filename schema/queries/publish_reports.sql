@@ -14,18 +14,18 @@ SELECT
     published_sp, published_np, published_pct, published_fo, published_testing,
     published_discovery_method, report_extensions, problems, record_count, message_count,
     source, ingest_id, ingested_at, parser_version
-FROM {database}.reports_staging
+FROM {reports_staging}
 WHERE batch_id = {batch}
   AND ingest_id IN
   (
       -- Complete reports only: every record the report counted is staged (a staging
       -- insert that failed must not let its report be published short of rows).
-      SELECT ingest_id FROM {database}.reports_staging
+      SELECT ingest_id FROM {reports_staging}
       WHERE batch_id = {batch}
         AND (record_count = 0 OR (ingest_id, record_count) IN
             (SELECT ingest_id, toUInt64(uniqExact(record_index))
-             FROM {database}.records_staging
-             WHERE ingest_id IN (SELECT ingest_id FROM {database}.reports_staging WHERE batch_id = {batch})
+             FROM {records_staging}
+             WHERE ingest_id IN (SELECT ingest_id FROM {reports_staging} WHERE batch_id = {batch})
              GROUP BY ingest_id))
   )
   AND (policy_domain, date_begin, org_name, report_id) NOT IN
@@ -35,6 +35,6 @@ WHERE batch_id = {batch}
       FROM {database}.reports
       WHERE (policy_domain, date_begin, org_name, report_id) IN
           (SELECT policy_domain, date_begin, org_name, report_id
-           FROM {database}.reports_staging WHERE batch_id = {batch})
+           FROM {reports_staging} WHERE batch_id = {batch})
   )
 LIMIT 1 BY ingest_id;

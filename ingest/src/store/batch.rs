@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use uuid::Uuid;
 
 use super::rows::{staged_report, ReportIdentity, StagedReport, StoredRecord};
-use super::{Store, StoreError};
+use super::{StagingTable, Store, StoreError};
 use crate::report::ReportHeader;
 
 /// What became of one report given to a [`BatchWriter`].
@@ -62,6 +62,7 @@ pub const MAX_MONTHS_PER_PUBLISH: usize = 96;
 
 /// Collects reports into a publish batch. See the module doc.
 pub struct BatchWriter<T> {
+    /// The batch's store: its own session on a single server ([`Store::for_batch`]).
     store: Store,
     /// The staging insert under way while the next rows are read.
     in_flight: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
@@ -85,7 +86,7 @@ pub struct BatchWriter<T> {
 impl<T> BatchWriter<T> {
     pub fn new(store: &Store) -> Self {
         BatchWriter {
-            store: store.clone(),
+            store: store.for_batch(),
             in_flight: None,
             failed: None,
             rows: Vec::new(),
@@ -142,7 +143,7 @@ impl<T> BatchWriter<T> {
         self.current_start = 0;
         let store = self.store.clone();
         self.in_flight = Some(tokio::spawn(async move {
-            store.insert_rows("records_staging", &rows).await
+            store.stage_rows(StagingTable::Records, &rows).await
         }));
         Ok(())
     }
@@ -209,6 +210,11 @@ impl<T> BatchWriter<T> {
                 .is_some_and(|t| !self.pending.is_empty() && t.elapsed() >= PUBLISH_DEADLINE)
     }
 
+    /// The HTTP session whose temporary tables hold the batch's rows, if any.
+    pub fn staging_session(&self) -> Option<&str> {
+        self.store.staging_session()
+    }
+
     /// Reports waiting in this batch.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -229,13 +235,16 @@ impl<T> BatchWriter<T> {
             self.rows.clear();
             self.rows_bytes = 0;
             self.current_start = 0;
-            return self.wait_in_flight().await.map(|()| Vec::new());
+            self.wait_in_flight().await?;
+            // Rows of abandoned reports may be staged: the next batch starts clean.
+            self.next_session().await;
+            return Ok(Vec::new());
         }
         let rows = std::mem::take(&mut self.rows);
         self.rows_bytes = 0;
         self.current_start = 0;
         self.wait_in_flight().await?;
-        if let Err(e) = self.store.insert_rows("records_staging", &rows).await {
+        if let Err(e) = self.store.stage_rows(StagingTable::Records, &rows).await {
             self.failed = Some(e.clone());
             return Err(e);
         }
@@ -252,6 +261,7 @@ impl<T> BatchWriter<T> {
         self.batch_rows = 0;
         self.batch_bytes = 0;
         self.opened_at = None;
+        self.next_session().await;
         Ok(pending
             .into_iter()
             .map(|p| {
@@ -266,6 +276,15 @@ impl<T> BatchWriter<T> {
                 (p, outcome)
             })
             .collect())
+    }
+
+    /// Ends the batch's staging session (its rows are published or given up) and opens
+    /// the next batch's.
+    async fn next_session(&mut self) {
+        if self.store.staging_session().is_some() {
+            self.store.end_batch().await;
+            self.store = self.store.for_batch();
+        }
     }
 }
 

@@ -111,6 +111,7 @@ pub const CODE_TABLE: &[(u32, &str, Class)] = &[
     (252, "TOO_MANY_PARTS", Class::Busy),
     (285, "TOO_FEW_LIVE_REPLICAS", Class::Busy),
     (319, "UNKNOWN_STATUS_OF_INSERT", Class::Busy),
+    (373, "SESSION_IS_LOCKED", Class::Busy),
     (394, "QUERY_WAS_CANCELLED", Class::Busy),
     (425, "SYSTEM_ERROR", Class::Busy),
     (999, "KEEPER_EXCEPTION", Class::Busy),

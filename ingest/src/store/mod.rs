@@ -7,11 +7,12 @@
 //!
 //! How exactly-once works (ClickHouse 18.16 has no transactions and no insert dedup for
 //! plain MergeTree, so it comes from the design; see `schema/README.md`):
-//! 1. Rows are staged in bounded batches into `records_staging`, tagged with the report's
-//!    `ingest_id` (one per import attempt of one report). A finished report adds one row to
-//!    `reports_staging`, tagged with the publish batch's `batch_id`. Staged rows are
-//!    invisible to analysts; a crash leaves them unpublished and they age out.
-//! 2. Publishing a batch is one `INSERT INTO records SELECT .. FROM records_staging` of the
+//! 1. Rows are staged in bounded batches, tagged with the report's `ingest_id` (one per
+//!    import attempt of one report): on a single server into the batch session's
+//!    temporary tables, elsewhere into `records_staging` ([`staging`]). A finished report
+//!    adds one staged reports row, tagged with the publish batch's `batch_id`. Staged rows
+//!    are invisible to analysts; a crash leaves them unpublished and they go away.
+//! 2. Publishing a batch is one `INSERT INTO records SELECT .. FROM` the staged rows of the
 //!    batch's finished reports whose identity (org_name, report_id, policy_domain,
 //!    date_begin) is not yet in `records`, then the same for `reports`. The insert is
 //!    squashed into one block, so each report (all of whose rows share one `date_begin`
@@ -43,6 +44,7 @@ pub mod batch;
 pub mod errors;
 pub mod rows;
 pub mod server;
+pub mod staging;
 pub use batch::{BatchWriter, PendingReport, ReportOutcome};
 use errors::classify;
 pub use errors::StoreError;
@@ -50,6 +52,7 @@ pub use rows::{
     identity, now, staged_report, stored_record, LogEntry, ReportIdentity, SharedReportFields,
     StagedReport, StoredRecord, PARSER_VERSION,
 };
+pub use staging::StagingTable;
 
 /// The migrations of `schema/`, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
@@ -193,6 +196,9 @@ pub struct Store {
     /// statement failed after its rows may have been committed. Repaired after the next
     /// publish that succeeds.
     repairs: Arc<Mutex<BTreeSet<(String, u32)>>>,
+    /// The batch's HTTP session whose temporary tables hold its staged rows
+    /// ([`Store::for_batch`]); `None`: the shared staging tables.
+    session: Option<Arc<staging::StagingSession>>,
 }
 
 impl Store {
@@ -216,6 +222,7 @@ impl Store {
             config: config.clone(),
             server: server::ServerProfile::default(),
             repairs: Arc::default(),
+            session: None,
         };
         let candidates = server::CANDIDATE_SETTINGS
             .iter()
@@ -443,25 +450,47 @@ impl Store {
         self.retry(what, || self.client.query(sql).execute()).await
     }
 
-    /// Inserts rows into `table` in one INSERT (retried whole on a transient failure).
+    /// Inserts rows into `table` of the database in one INSERT (retried whole on a
+    /// transient failure).
     pub async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize,
+    {
+        let table = format!("{}.{table}", self.config.database);
+        self.insert_into(&table, rows, || false).await
+    }
+
+    /// Inserts rows into `table` (a name as the server resolves it) in one INSERT, sent
+    /// again whole on a transient failure. `fault` is asked after each send whether to
+    /// report it as failed all the same (a test's lost acknowledgement).
+    async fn insert_into<T>(
+        &self,
+        table: &str,
+        rows: &[T],
+        fault: impl Fn() -> bool,
+    ) -> Result<(), StoreError>
     where
         T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize,
     {
         if rows.is_empty() {
             return Ok(());
         }
-        let table = format!("{}.{table}", self.config.database);
         self.retry(&format!("insert into {table}"), || async {
-            // The name is `database.table`, both checked to be plain identifiers.
-            let mut insert = self.client.insert_unescaped::<T>(&table).await?;
+            // `table` is checked to be made of plain identifiers.
+            let mut insert = self.client.insert_unescaped::<T>(table).await?;
             for (name, value) in self.server.insert_settings() {
                 insert = insert.with_setting(name, value);
             }
             for row in rows {
                 insert.write(row).await?;
             }
-            insert.end().await
+            insert.end().await?;
+            if fault() {
+                return Err(clickhouse::error::Error::BadResponse(format!(
+                    "Code: 209. DB::Exception: Timeout exceeded while reading from socket (test fault: the acknowledgement of the insert into {table} was lost)"
+                )));
+            }
+            Ok(())
         })
         .await
     }
@@ -478,7 +507,7 @@ impl Store {
             for r in &mut reports {
                 r.batch_id = batch_id;
             }
-            self.insert_rows("reports_staging", &reports).await?;
+            self.stage_rows(StagingTable::Reports, &reports).await?;
             let days: BTreeSet<(String, u32)> = reports
                 .iter()
                 .map(|r| (r.policy_domain.clone(), r.date_begin / 86_400))
@@ -561,7 +590,10 @@ impl Store {
         ] {
             let sql = self.render(template, batch_id);
             let failed = std::sync::atomic::AtomicBool::new(false);
-            let result = self.execute_locked(what, &sql, &failed).await;
+            let result = self
+                .execute_locked(what, &sql, &failed)
+                .await
+                .map_err(|e| self.session_lost(e));
             if failed.into_inner() && !days.is_empty() {
                 tracing::warn!(
                     days = %days_text(days),
@@ -581,7 +613,8 @@ impl Store {
                 }
                 query.fetch_all::<StoredIdentity>()
             })
-            .await?;
+            .await
+            .map_err(|e| self.session_lost(e))?;
         let mut result = PublishResult::default();
         for row in stored {
             result.published.insert(row.ingest_id);
@@ -669,10 +702,10 @@ impl Store {
         self.repair_rollups(&days).await
     }
 
-    /// Fills a query of `schema/queries/` in: database, batch; comments and `;` dropped.
+    /// Fills a query of `schema/queries/` in: staging tables, database, batch; comments
+    /// and `;` dropped.
     fn render(&self, template: &str, batch_id: Uuid) -> String {
-        split_statements(template)
-            .concat()
+        self.render_staging(&split_statements(template).concat())
             .replace("{database}", &self.config.database)
             .replace("{cluster}", &self.config.cluster)
             .replace("{batch}", &format!("toUUID('{batch_id}')"))

@@ -139,9 +139,18 @@ impl TestDb {
 
     /// Runs a statement over HTTP.
     pub fn sql(&self, sql: &str) {
+        self.sql_in_session("", sql);
+    }
+
+    /// Runs a statement over HTTP in the session `session_id` (none if empty).
+    pub fn sql_in_session(&self, session_id: &str, sql: &str) {
+        let url = match session_id {
+            "" => format!("{}/", self.url),
+            id => format!("{}/?session_id={id}", self.url),
+        };
         let out = self
             .curl()
-            .args(["--data-binary", sql, &format!("{}/", self.url)])
+            .args(["--data-binary", sql, &url])
             .output()
             .unwrap();
         assert!(
