@@ -14,10 +14,10 @@ done
 command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
 
 echo "== local servers (127.0.0.1 only, state in .state/)"
-# The servers this run starts (ClickHouse here, dovecot by the tests) are stopped when it
-# ends, pass or fail; those that were already running are left running.
+# The servers this run starts (ClickHouse here, dovecot and DNS by the tests) are stopped
+# when it ends, pass or fail; those that were already running are left running.
 started=()
-for server in clickhouse dovecot; do
+for server in clickhouse dovecot dns; do
     deploy/dev/$server.sh status >/dev/null 2>&1 || started+=("$server")
 done
 stop_started() {
@@ -28,6 +28,8 @@ stop_started() {
 trap stop_started EXIT
 deploy/dev/clickhouse.sh install
 deploy/dev/clickhouse.sh start
+deploy/dev/dovecot.sh install
+deploy/dev/dns.sh install
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -17,6 +17,8 @@
 //! - [`failure`]: every way an input or batch fails -> one [`failure::FailureKind`], which
 //!   alone decides retry or quarantine.
 //! - [`metrics`]: the daemon's counters as Prometheus text, and `/healthz`.
+//! - [`resolver`]: every DNS lookup, as `[dns]` says: an address -> its reverse name,
+//!   checked forward (a failure is never taken for an absence).
 //! - [`tls`]: system roots + an optional CA file -> the TLS client settings of every
 //!   connection (ClickHouse `https://`, IMAP).
 //! - [`cli`]: the `dmarc-ingest` command line.
@@ -36,6 +38,7 @@ pub mod message;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;
+pub mod resolver;
 pub mod rows;
 pub mod store;
 pub mod tls;

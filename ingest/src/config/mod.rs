@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod dns;
 mod imap;
+pub use dns::*;
 pub use imap::*;
 
 /// Prefix of the environment variables that override config keys.
@@ -67,6 +69,9 @@ pub struct Config {
     /// The daemon's metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The DNS resolver (reverse names of sources; DNS checks).
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 /// Default address of the metrics endpoint.
@@ -463,6 +468,7 @@ impl Config {
                 ch.cluster
             )));
         }
+        self.dns.validate().map_err(ConfigError::Invalid)?;
         for account in self.accounts() {
             account
                 .validate()

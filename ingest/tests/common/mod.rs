@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod clickhouse;
+pub mod dns;
 pub mod imap;
 
 use std::io::BufRead;

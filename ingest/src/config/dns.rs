@@ -1,0 +1,138 @@
+//! `[dns]`: the resolver every DNS lookup of the crate goes through ([`crate::resolver`]).
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// Default time one query may take before it is sent again.
+pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 2_000;
+/// Default sends of one query (the first and the repeats) before it counts as failed.
+pub const DEFAULT_DNS_ATTEMPTS: usize = 2;
+
+/// `[dns]`: which servers to ask and how patiently.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `ip:port` (or a bare IP: port 53) of the servers to ask, in order; empty: the
+    /// system's resolver (`/etc/resolv.conf`). From the environment: comma-separated.
+    #[serde(deserialize_with = "list")]
+    pub nameservers: Vec<String>,
+    /// How long one query may take before it is sent again (milliseconds).
+    #[serde(deserialize_with = "crate::config::number")]
+    pub timeout_ms: u64,
+    /// Sends of one query before it counts as failed (and is tried again later).
+    #[serde(deserialize_with = "crate::config::number")]
+    pub attempts: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout_ms: DEFAULT_DNS_TIMEOUT_MS,
+            attempts: DEFAULT_DNS_ATTEMPTS,
+        }
+    }
+}
+
+impl DnsConfig {
+    /// The configured servers as socket addresses (port 53 where none is given).
+    pub fn server_addresses(&self) -> Result<Vec<SocketAddr>, String> {
+        self.nameservers
+            .iter()
+            .map(|text| {
+                let text = text.trim();
+                text.parse::<SocketAddr>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| {
+                        format!("dns.nameservers: {text:?} is not an IP address or ip:port (e.g. \"127.0.0.1:5353\", \"[::1]:53\")")
+                    })
+            })
+            .collect()
+    }
+
+    /// Checks the section: addresses that parse, a timeout and at least one attempt.
+    pub fn validate(&self) -> Result<(), String> {
+        self.server_addresses()?;
+        if self.timeout_ms == 0 {
+            return Err("dns.timeout_ms must be above 0".into());
+        }
+        if self.attempts == 0 {
+            return Err("dns.attempts must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Deserializes a list given as a TOML array of strings or as one comma-separated string
+/// (from the environment: `DMARC_INGEST_DNS_NAMESERVERS=127.0.0.1:5353,[::1]:53`).
+fn list<'de, D>(d: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(d)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_parts(toml, Path::new("t.toml"), &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn nameservers_come_from_the_file_or_the_environment() {
+        let c = load("", &[]).unwrap();
+        assert!(c.dns.nameservers.is_empty(), "empty: the system resolver");
+        assert_eq!(c.dns.timeout_ms, super::DEFAULT_DNS_TIMEOUT_MS);
+        let c = load("[dns]\nnameservers = [\"127.0.0.1:5353\", \"::1\"]\n", &[]).unwrap();
+        let addrs = c.dns.server_addresses().unwrap();
+        assert_eq!(addrs[0].to_string(), "127.0.0.1:5353");
+        assert_eq!(addrs[1].to_string(), "[::1]:53");
+        let c = load(
+            "",
+            &[
+                ("DMARC_INGEST_DNS_NAMESERVERS", "127.0.0.1:5353, 10.0.0.1"),
+                ("DMARC_INGEST_DNS_TIMEOUT_MS", "500"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.dns.nameservers, ["127.0.0.1:5353", "10.0.0.1"]);
+        assert_eq!(c.dns.timeout_ms, 500);
+    }
+
+    #[test]
+    fn bad_nameservers_and_limits_are_refused() {
+        let e = load("[dns]\nnameservers = [\"dns.example:53\"]\n", &[]).unwrap_err();
+        assert!(
+            e.contains("dns.nameservers") && e.contains("dns.example"),
+            "{e}"
+        );
+        let e = load("[dns]\nattempts = 0\n", &[]).unwrap_err();
+        assert!(e.contains("dns.attempts"), "{e}");
+        let e = load("[dns]\nservers = []\n", &[]).unwrap_err();
+        assert!(e.contains("servers"), "{e}");
+    }
+}
