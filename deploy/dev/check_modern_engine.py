@@ -128,6 +128,7 @@ PLACEHOLDERS = {
     "{uid_min}": "1",
     "{uid_max}": "100",
     "{days}": "SELECT 'example.com', toDate('2025-03-01')",
+    "{since}": "toDateTime('2025-01-01 00:00:00', 'UTC')",
 }
 
 

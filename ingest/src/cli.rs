@@ -67,6 +67,17 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Look up the reverse DNS names of the source addresses stored in ClickHouse that
+    /// have none yet (or an expired one), into `source_names` (shown by the
+    /// `records_enriched` view). Without options: sources of the last 30 days.
+    Enrich {
+        /// Every stored source.
+        #[arg(long, conflicts_with = "since")]
+        all: bool,
+        /// Sources of reports that began on this day (YYYY-MM-DD) or later.
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// The IMAP daemon: mailboxes into ClickHouse, processed mail moved to the archive,
     /// mail without a valid report to the invalid mailbox. SIGTERM/SIGINT stop it
     /// cleanly.
@@ -139,6 +150,7 @@ pub fn main() -> ExitCode {
             action: SchemaAction::RebuildRollups { from, to },
         } => rebuild_rollups(&config, &from, &to),
         Command::Import { paths } => import(&config, &paths),
+        Command::Enrich { all, since } => enrich(&config, all, since),
         Command::Run { once } => run(&config, once),
     }
 }
@@ -354,6 +366,61 @@ fn rebuild_rollups(config: &Config, from: &str, to: &str) -> ExitCode {
         Ok(()) => {
             eprintln!("schema: rollups of {from} to {to} match records and reports");
             ExitCode::SUCCESS
+        }
+        Err(e) => fail_store(&e),
+    }
+}
+
+/// Sources looked at by `enrich` without `--all` or `--since`.
+const ENRICH_RECENT_DAYS: u32 = 30;
+
+/// `enrich`: reverse names of stored sources, a progress bar on a terminal, a summary.
+/// Exit 3 when every lookup failed (the resolver is unreachable).
+fn enrich(config: &Config, all: bool, since: Option<String>) -> ExitCode {
+    use crate::store::sources::Since;
+    use std::io::IsTerminal;
+    let since = match (all, since) {
+        (true, _) => Since::All,
+        (false, Some(day)) => Since::Day(day),
+        (false, None) => Since::RecentDays(ENRICH_RECENT_DAYS),
+    };
+    let resolver = match crate::resolver::Resolver::new(&config.dns) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let bar = indicatif::ProgressBar::hidden();
+    if std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    let progress = |step: crate::enrich::Progress| match step {
+        crate::enrich::Progress::Total(n) => bar.set_length(n),
+        crate::enrich::Progress::Done => bar.inc(1),
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&config.clickhouse).await?;
+        store.check_schema().await?;
+        crate::enrich::enrich_stored(&store, &resolver, &since, &progress).await
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(summary) => {
+            eprintln!("{summary}");
+            if summary.failed > 0 && summary.failed == summary.pending {
+                ExitCode::from(exit::SERVER)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(crate::store::StoreError::BadReport(reason)) => {
+            eprintln!("error: --since: {reason}");
+            ExitCode::from(exit::CONFIG)
         }
         Err(e) => fail_store(&e),
     }

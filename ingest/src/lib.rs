@@ -17,6 +17,8 @@
 //! - [`failure`]: every way an input or batch fails -> one [`failure::FailureKind`], which
 //!   alone decides retry or quarantine.
 //! - [`metrics`]: the daemon's counters as Prometheus text, and `/healthz`.
+//! - [`enrich`]: source addresses stored in `records` -> their reverse names in
+//!   `source_names` (`dmarc-ingest enrich`; never on the ingest path).
 //! - [`resolver`]: every DNS lookup, as `[dns]` says: an address -> its reverse name,
 //!   checked forward (a failure is never taken for an absence).
 //! - [`tls`]: system roots + an optional CA file -> the TLS client settings of every
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod domains;
+pub mod enrich;
 pub mod failure;
 pub mod input;
 pub mod mailbox;

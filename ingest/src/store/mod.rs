@@ -44,6 +44,7 @@ pub mod batch;
 pub mod errors;
 pub mod rows;
 pub mod server;
+pub mod sources;
 pub mod staging;
 pub use batch::{BatchWriter, PendingReport, ReportOutcome};
 use errors::classify;
@@ -81,6 +82,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "005_failures_once",
         include_str!("../../../schema/005_failures_once.sql"),
     ),
+    (
+        6,
+        "006_source_names",
+        include_str!("../../../schema/006_source_names.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -111,6 +117,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         "005_failures_once",
         include_str!("../../../schema/cluster/005_failures_once.sql"),
     ),
+    (
+        6,
+        "006_source_names",
+        include_str!("../../../schema/cluster/006_source_names.sql"),
+    ),
 ];
 
 /// The store's queries (also run on the current engine by the CI check).
@@ -122,6 +133,7 @@ struct Queries {
     stale_attempts: &'static str,
     repair_records_daily: &'static str,
     repair_reporter_daily: &'static str,
+    sources_to_resolve: &'static str,
 }
 
 const SINGLE_SERVER_QUERIES: Queries = Queries {
@@ -132,6 +144,7 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     stale_attempts: include_str!("../../../schema/queries/stale_attempt_partitions.sql"),
     repair_records_daily: include_str!("../../../schema/queries/repair_records_daily.sql"),
     repair_reporter_daily: include_str!("../../../schema/queries/repair_reporter_daily.sql"),
+    sources_to_resolve: include_str!("../../../schema/queries/sources_to_resolve.sql"),
 };
 
 const CLUSTER_QUERIES: Queries = Queries {
@@ -144,6 +157,7 @@ const CLUSTER_QUERIES: Queries = Queries {
     repair_reporter_daily: include_str!(
         "../../../schema/cluster/queries/repair_reporter_daily.sql"
     ),
+    sources_to_resolve: include_str!("../../../schema/cluster/queries/sources_to_resolve.sql"),
 };
 
 const STALE_STAGING_SQL: &str =
@@ -874,7 +888,7 @@ fn days_from_civil(year: u32, month: u32) -> u32 {
 
 /// Whether `text` is `YYYY-MM-DD` in 1970-2105, the years ClickHouse's `Date` holds on
 /// every version (18.16 turns a later one into 1970-01-01); the server checks the rest.
-fn is_iso_date(text: &str) -> bool {
+pub(crate) fn is_iso_date(text: &str) -> bool {
     let b = text.as_bytes();
     let digits = b.len() == 10
         && b[4] == b'-'

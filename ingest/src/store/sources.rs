@@ -1,0 +1,75 @@
+//! Source names in ClickHouse: which source addresses need a name lookup, and the
+//! lookups' rows (`source_names`, read through the `records_enriched` view).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+/// A source address of `records` (16 bytes, IPv4 mapped into IPv6) and its text.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct SourceAddress {
+    pub source_ip_v6: [u8; 16],
+    pub source_ip: String,
+}
+
+/// One row of `source_names`: one reverse lookup of one address.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct SourceName {
+    pub source_ip_v6: [u8; 16],
+    /// `confirmed`, `unconfirmed` or `absent`.
+    pub ptr_status: String,
+    /// The forward-confirmed name ("" otherwise).
+    pub ptr: String,
+    /// A PTR name that does not point back to the address ("" otherwise).
+    pub ptr_unconfirmed: String,
+    /// Organisational domain of `ptr`.
+    pub ptr_org: String,
+    pub resolved_at: u32,
+    pub expires_at: u32,
+}
+
+/// Which records' sources to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// Every record.
+    All,
+    /// Records of reports that began on this day (`YYYY-MM-DD`, UTC) or later.
+    Day(String),
+    /// Records of reports that began in the last this many days.
+    RecentDays(u32),
+}
+
+impl Since {
+    /// The SQL time `records.date_begin` is compared with.
+    fn sql(&self) -> Result<String, StoreError> {
+        Ok(match self {
+            Since::All => "toDateTime(0, 'UTC')".into(),
+            Since::Day(day) if super::is_iso_date(day) => {
+                format!("toDateTime('{day} 00:00:00', 'UTC')")
+            }
+            Since::Day(day) => {
+                return Err(StoreError::BadReport(format!(
+                    "{day:?} is not a date (YYYY-MM-DD, 1970 to 2105)"
+                )))
+            }
+            Since::RecentDays(days) => format!("now() - INTERVAL {days} DAY"),
+        })
+    }
+}
+
+impl Store {
+    /// Source addresses of records from `since` on that have no current lookup in
+    /// `source_names` (`queries/sources_to_resolve.sql`).
+    pub async fn sources_to_resolve(
+        &self,
+        since: &Since,
+    ) -> Result<Vec<SourceAddress>, StoreError> {
+        let sql = self
+            .render(self.queries().sources_to_resolve, uuid::Uuid::nil())
+            .replace("{since}", &since.sql()?);
+        self.retry("list the sources to resolve", || {
+            self.client.query(&sql).fetch_all::<SourceAddress>()
+        })
+        .await
+    }
+}

@@ -1,0 +1,150 @@
+//! `dmarc-ingest enrich` against the real ClickHouse and the real DNS server of
+//! `deploy/dev/dns.sh`: names land in `source_names` and show through `records_enriched`;
+//! lookups that failed are not stored and are asked again; ingestion never needs DNS.
+
+mod common;
+
+use common::clickhouse::TestDb;
+
+/// One report whose sources meet every kind of DNS answer of the test zones.
+fn report_with_sources(dir: &std::path::Path) -> std::path::PathBuf {
+    let sources = [
+        "192.0.2.1",    // mail.example.test, confirmed
+        "192.0.2.2",    // liar.example.test, whose A record is another address
+        "192.0.2.4",    // no PTR: NXDOMAIN
+        "198.51.100.1", // SERVFAIL
+        "203.0.113.1",  // no answer at all
+        "2001:db8::1",  // mail6.example.test, confirmed
+    ];
+    let records: String = sources
+        .iter()
+        .map(|ip| {
+            format!(
+                "<record><row><source_ip>{ip}</source_ip><count>3</count><policy_evaluated>\
+                 <disposition>none</disposition><dkim>fail</dkim><spf>fail</spf>\
+                 </policy_evaluated></row><identifiers><header_from>example.com</header_from>\
+                 </identifiers><auth_results><spf><domain>example.com</domain><result>fail</result>\
+                 </spf></auth_results></record>"
+            )
+        })
+        .collect();
+    let xml = format!(
+        "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>receiver.example</org_name>\
+         <email>dmarc@receiver.example</email><report_id>enrich-1</report_id><date_range>\
+         <begin>1717200000</begin><end>1717286399</end></date_range></report_metadata>\
+         <policy_published><domain>example.com</domain><p>none</p></policy_published>{records}</feedback>"
+    );
+    let path = dir.join("sources.xml");
+    std::fs::write(&path, xml).unwrap();
+    path
+}
+
+fn names(db: &TestDb) -> Vec<(String, String, String, String)> {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "--data-binary",
+            &format!(
+                "SELECT source_ip, ptr_status, ptr, ptr_unconfirmed FROM {}.records_enriched \
+                 ORDER BY source_ip FORMAT TSV",
+                db.database
+            ),
+            &format!("{}/", db.url),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            (f[0].into(), f[1].into(), f[2].into(), f[3].into())
+        })
+        .collect()
+}
+
+fn row(ip: &str, status: &str, ptr: &str, unconfirmed: &str) -> (String, String, String, String) {
+    (ip.into(), status.into(), ptr.into(), unconfirmed.into())
+}
+
+#[test]
+fn names_of_stored_sources_are_looked_up_and_failures_asked_again() {
+    let dns = common::dns::shared_dns();
+    let db = TestDb::fresh("enrich");
+    let dir = tempfile::tempdir().unwrap();
+    let report = report_with_sources(dir.path()).display().to_string();
+
+    // Ingestion needs no DNS at all: the records are stored with no names yet.
+    let out = db.cli(&["import", &report]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(names(&db).iter().all(|(_, status, _, _)| status.is_empty()));
+
+    // The resolver unreachable: nothing is stored, exit 3 (a server failed us).
+    let out = db
+        .command(&["enrich", "--all"])
+        .env("DMARC_INGEST_DNS_NAMESERVERS", "127.0.0.1:5355")
+        .env("DMARC_INGEST_DNS_TIMEOUT_MS", "200")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("6 failed"), "{stderr}");
+    assert_eq!(db.number("SELECT count() FROM {database}.source_names"), 0);
+
+    // The DNS server back: every answer is stored, except the two lookups that failed.
+    let nameserver = dns.nameservers[0].clone();
+    let enrich = || {
+        db.command(&["enrich", "--since", "2024-05-01"])
+            .env("DMARC_INGEST_DNS_NAMESERVERS", &nameserver)
+            .env("DMARC_INGEST_DNS_TIMEOUT_MS", "300")
+            .output()
+            .unwrap()
+    };
+    let out = enrich();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("6 addresses looked up: 2 named, 1 with a name that does not point back, 1 without a name, 2 failed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        names(&db),
+        vec![
+            row("192.0.2.1", "confirmed", "mail.example.test", ""),
+            row("192.0.2.2", "unconfirmed", "", "liar.example.test"),
+            row("192.0.2.4", "absent", "", ""),
+            row("198.51.100.1", "", "", ""),
+            row("2001:db8::1", "confirmed", "mail6.example.test", ""),
+            row("203.0.113.1", "", "", ""),
+        ]
+    );
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.records_enriched WHERE ptr_org = 'example.test'"),
+        2
+    );
+    // Again: only the two that failed are asked (the others are current).
+    let out = enrich();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 addresses looked up"), "{stderr}");
+    assert_eq!(db.number("SELECT count() FROM {database}.source_names"), 4);
+
+    // Reports older than --since are not looked at; a bad date is a usage error.
+    let out = db
+        .command(&["enrich", "--since", "2024-06-02"])
+        .env("DMARC_INGEST_DNS_NAMESERVERS", &nameserver)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 addresses looked up"));
+    let out = db.cli(&["enrich", "--since", "June"]);
+    assert_eq!(out.status.code(), Some(2));
+}
