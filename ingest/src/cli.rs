@@ -188,6 +188,22 @@ fn run(config: &Config, once: bool) -> ExitCode {
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => return fail_store(&e),
         };
+        if !once && config.enrich.refresh_secs > 0 {
+            match crate::resolver::Resolver::new(&config.dns) {
+                Ok(resolver) => {
+                    tokio::spawn(crate::enrich::refresh(
+                        store.clone(),
+                        resolver,
+                        std::time::Duration::from_secs(config.enrich.refresh_secs),
+                        stop_rx.clone(),
+                    ));
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(exit::CONFIG);
+                }
+            }
+        }
         let metrics = Metrics::new();
         if !once && !config.metrics.listen.is_empty() {
             match tokio::net::TcpListener::bind(&config.metrics.listen).await {

@@ -62,7 +62,7 @@ pub async fn enrich_stored(
     store: &Store,
     resolver: &Resolver,
     since: &Since,
-    progress: &dyn Fn(Progress),
+    progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<EnrichSummary, StoreError> {
     let pending = store.sources_to_resolve(since).await?;
     let mut summary = EnrichSummary {
@@ -101,6 +101,39 @@ pub async fn enrich_stored(
     }
     store.insert_rows("source_names", &rows).await?;
     Ok(summary)
+}
+
+/// The sources the daemon's background lookups look at: those of the last 30 days.
+pub const REFRESH_WINDOW_DAYS: u32 = 30;
+
+/// The daemon's background lookups: [`enrich_stored`] for the sources of the last
+/// [`REFRESH_WINDOW_DAYS`], at start and then every `every`, until `shutdown`. Runs beside
+/// ingestion and never holds it up; a failed pass is logged and done again next time.
+pub async fn refresh(
+    store: Store,
+    resolver: Resolver,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let since = Since::RecentDays(REFRESH_WINDOW_DAYS);
+    loop {
+        let pass = enrich_stored(&store, &resolver, &since, &|_| {});
+        let result = tokio::select! {
+            result = pass => result,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match result {
+            Ok(summary) if summary.pending > 0 => {
+                tracing::info!(%summary, "source names refreshed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot refresh source names now"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 /// A step of [`enrich_stored`], for a progress bar.

@@ -751,3 +751,58 @@ fn the_next_batch_is_staged_while_the_previous_one_publishes() {
     assert_eq!(imap.counts(user, &["INBOX", "Archive"]), [0, archive]);
     assert_eq!(totals(&db), sum(&distinct));
 }
+
+#[test]
+fn the_daemon_names_new_sources_in_the_background() {
+    // A report of yesterday from 192.0.2.1 (mail.example.test in the test DNS zones): the
+    // daemon stores it without waiting on DNS, and its background lookups name the source.
+    let dns = common::dns::shared_dns();
+    let imap = Dovecot::shared();
+    let user = "dm_enrich";
+    imap.fresh_user(user);
+    let db = TestDb::fresh("daemon_enrich");
+    let work = tempfile::tempdir().unwrap();
+    let begin = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400
+        * 86_400
+        - 86_400;
+    let report = work.path().join("yesterday.xml");
+    std::fs::write(
+        &report,
+        format!(
+            "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>receiver.example</org_name>\
+             <email>r@receiver.example</email><report_id>named-1</report_id><date_range>\
+             <begin>{begin}</begin><end>{}</end></date_range></report_metadata><policy_published>\
+             <domain>example.com</domain><p>none</p></policy_published><record><row>\
+             <source_ip>192.0.2.1</source_ip><count>5</count><policy_evaluated>\
+             <disposition>none</disposition><dkim>pass</dkim><spf>pass</spf></policy_evaluated>\
+             </row><identifiers><header_from>example.com</header_from></identifiers>\
+             <auth_results><spf><domain>example.com</domain><result>pass</result></spf>\
+             </auth_results></record></feedback>",
+            begin + 86_399
+        ),
+    )
+    .unwrap();
+    let mails = as_mails(&work.path().join("mails"), &[report]);
+    imap.deliver(user, "INBOX", &mails);
+    let daemon = spawn_daemon(
+        &db,
+        &imap,
+        user,
+        &[
+            ("DMARC_INGEST_ENRICH_REFRESH_SECS", "1"),
+            ("DMARC_INGEST_DNS_NAMESERVERS", dns.nameservers[0].as_str()),
+        ],
+    );
+    wait_until("the source to be named", Duration::from_secs(30), || {
+        db.number(
+            "SELECT count() FROM {database}.records_enriched \
+             WHERE ptr = 'mail.example.test' AND ptr_org = 'example.test'",
+        ) == 1
+    });
+    assert_eq!(imap.counts(user, &["Archive"]), vec![1]);
+    assert_eq!(terminate(daemon), 0);
+}

@@ -1,4 +1,5 @@
-//! `[dns]`: the resolver every DNS lookup of the crate goes through ([`crate::resolver`]).
+//! `[dns]`: the resolver every DNS lookup of the crate goes through ([`crate::resolver`]);
+//! `[enrich]`: how sources are named ([`crate::enrich`]).
 
 use std::net::SocketAddr;
 
@@ -8,6 +9,26 @@ use serde::Deserialize;
 pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 2_000;
 /// Default sends of one query (the first and the repeats) before it counts as failed.
 pub const DEFAULT_DNS_ATTEMPTS: usize = 2;
+/// Default interval of the daemon's background name lookups.
+pub const DEFAULT_ENRICH_REFRESH_SECS: u64 = 600;
+
+/// `[enrich]`: naming the sources of records.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// The daemon looks up the names of new (and expired) sources this often, in the
+    /// background (0: never; `dmarc-ingest enrich` does it on demand).
+    #[serde(deserialize_with = "crate::config::number")]
+    pub refresh_secs: u64,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            refresh_secs: DEFAULT_ENRICH_REFRESH_SECS,
+        }
+    }
+}
 
 /// `[dns]`: which servers to ask and how patiently.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

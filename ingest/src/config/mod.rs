@@ -72,6 +72,9 @@ pub struct Config {
     /// The DNS resolver (reverse names of sources; DNS checks).
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Naming the sources of records.
+    #[serde(default)]
+    pub enrich: EnrichConfig,
 }
 
 /// Default address of the metrics endpoint.

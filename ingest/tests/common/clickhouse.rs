@@ -106,6 +106,15 @@ impl TestDb {
                 self.database.clone(),
             ),
             ("DMARC_INGEST_LOG".into(), "warn".into()),
+            // DNS lookups (the daemon's background naming of sources) go to the local
+            // test server only, never to the machine's resolver.
+            (
+                "DMARC_INGEST_DNS_NAMESERVERS".into(),
+                format!(
+                    "127.0.0.1:{}",
+                    std::env::var("DMARC_DNS_PORT").unwrap_or_else(|_| "5353".into())
+                ),
+            ),
         ];
         if let Some(ca) = &self.ca_file {
             env.push((
