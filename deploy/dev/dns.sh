@@ -19,6 +19,8 @@
 #   - 113.0.203.in-addr.arpa (203.0.113.0/24): no answer at all (a timeout), forwarded
 #     to 127.0.0.1:${DMARC_DNS_SILENT_PORT:-5355}, where nothing may listen;
 #   - any other name: REFUSED (nothing is forwarded off the machine).
+# DMARC_DNS_EXTRA_ZONES=DIR serves DIR/*.zone too (each file named after its zone, as
+# those of deploy/dev/dns/; the throughput bench generates one).
 # State: $DMARC_STATE_DIR/dns (default <repo>/.state/dns): configs, zone copies, logs.
 set -euo pipefail
 
@@ -81,6 +83,9 @@ write_configs() {
     mkdir -p "$D/zones" "$D/log"
     rm -f "$D"/zones/*.zone
     cp "$ZONES"/*.zone "$D/zones/"
+    if [[ -n ${DMARC_DNS_EXTRA_ZONES:-} ]]; then
+        cp "$DMARC_DNS_EXTRA_ZONES"/*.zone "$D/zones/"
+    fi
     {
         echo "# Written by deploy/dev/dns.sh; edits are lost at the next start."
         echo "server:"
