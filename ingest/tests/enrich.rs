@@ -40,33 +40,13 @@ fn report_with_sources(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn names(db: &TestDb) -> Vec<(String, String, String, String)> {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--fail-with-body",
-            "--data-binary",
-            &format!(
-                "SELECT source_ip, ptr_status, ptr, ptr_unconfirmed FROM {}.records_enriched \
-                 ORDER BY source_ip FORMAT TSV",
-                db.database
-            ),
-            &format!("{}/", db.url),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            (f[0].into(), f[1].into(), f[2].into(), f[3].into())
-        })
-        .collect()
+    db.rows(
+        "SELECT source_ip, ptr_status, ptr, ptr_unconfirmed FROM {database}.records_enriched \
+         ORDER BY source_ip",
+    )
+    .into_iter()
+    .map(|f| (f[0].clone(), f[1].clone(), f[2].clone(), f[3].clone()))
+    .collect()
 }
 
 fn row(ip: &str, status: &str, ptr: &str, unconfirmed: &str) -> (String, String, String, String) {

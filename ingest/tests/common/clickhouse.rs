@@ -178,34 +178,38 @@ impl TestDb {
         })
     }
 
-    /// `(report identity) -> record count` of what analysts see.
-    pub fn records_per_report(&self) -> HashMap<String, u64> {
+    /// The rows of a query as tab-separated fields; `{database}` is this test's database.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let sql = format!(
+            "{} FORMAT TabSeparated",
+            sql.replace("{database}", &self.database)
+        );
         let out = self
             .curl()
-            .args([
-                "--data-binary",
-                &format!(
-                    "SELECT concat(org_name, '|', report_id, '|', policy_domain, '|', toString(toUInt32(date_begin))) AS k, count() \
-                     FROM {}.records GROUP BY k FORMAT TabSeparated",
-                    self.database
-                ),
-                &format!("{}/", self.url),
-            ])
+            .args(["--data-binary", &sql, &format!("{}/", self.url)])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "{sql}: {}",
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
-            .map(|l| {
-                let (k, v) = l.rsplit_once('\t').unwrap();
-                (k.to_owned(), v.parse().unwrap())
-            })
+            .map(|l| l.split('\t').map(str::to_owned).collect())
             .collect()
+    }
+
+    /// `(report identity) -> record count` of what analysts see.
+    pub fn records_per_report(&self) -> HashMap<String, u64> {
+        self.rows(
+            "SELECT concat(org_name, '|', report_id, '|', policy_domain, '|', toString(toUInt32(date_begin))) AS k, count() \
+             FROM {database}.records GROUP BY k",
+        )
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].parse().unwrap()))
+        .collect()
     }
 }
 
