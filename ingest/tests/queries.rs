@@ -1083,6 +1083,24 @@ fn every_shipped_query_runs_on_clickhouse() {
         "the quote domain is not stored as sent"
     );
 
+    // Names of the recent reports' sources, from the test DNS server (192.0.2.2 names a
+    // host that does not point back; 2001:db8::1 is confirmed).
+    common::dns::shared_dns();
+    let out = db
+        .command(&["enrich"])
+        .env("DMARC_INGEST_DNS_TIMEOUT_MS", "300")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "enrich: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        db.number("SELECT count() FROM {database}.source_names WHERE ptr_status = 'unconfirmed'")
+            > 0
+    );
+
     let mut failures = Vec::new();
     let mut ran = run_dashboards(&format!("{}/", db.url), &db.database, &mut failures);
     for q in doc_queries() {
