@@ -129,6 +129,8 @@ PLACEHOLDERS = {
     "{uid_max}": "100",
     "{days}": "SELECT 'example.com', toDate('2025-03-01')",
     "{since}": "toDateTime('2025-01-01 00:00:00', 'UTC')",
+    "{after}": "source_ip_v6 > toFixedString(unhex('00000000000000000000FFFFC0000201'), 16)",
+    "{limit}": "10000",
 }
 
 

@@ -416,13 +416,14 @@ fn enrich(config: &Config, all: bool, since: Option<String>) -> ExitCode {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     }
     let progress = |step: crate::enrich::Progress| match step {
-        crate::enrich::Progress::Total(n) => bar.set_length(n),
+        crate::enrich::Progress::More(n) => bar.inc_length(n),
         crate::enrich::Progress::Done => bar.inc(1),
     };
     let result = rt.block_on(async {
         let store = Store::connect(&config.clickhouse).await?;
         store.check_schema().await?;
-        crate::enrich::enrich_stored(&store, &resolver, &since, &progress).await
+        crate::enrich::enrich_stored(&store, &resolver, &since, crate::enrich::PAGE, &progress)
+            .await
     });
     bar.finish_and_clear();
     match result {

@@ -4,7 +4,8 @@
 //! In: the addresses of records from a day on that have no current lookup
 //! ([`Store::sources_to_resolve`]). Out: one `source_names` row per address answered
 //! (confirmed, unconfirmed or absent), written in batches, and an [`EnrichSummary`].
-//! Lookups run [`CONCURRENCY`] at a time. A lookup that failed (timeout, SERVFAIL, the
+//! Addresses are read [`PAGE`] at a time in address order; lookups run [`CONCURRENCY`]
+//! at a time. A lookup that failed (timeout, SERVFAIL, the
 //! resolver unreachable) writes nothing, so the address is asked again at the next run;
 //! an absent name is asked again sooner ([`ABSENT_LIFETIME`]) than a found one
 //! ([`NAME_LIFETIME`]).
@@ -55,22 +56,48 @@ impl std::fmt::Display for EnrichSummary {
     }
 }
 
+/// Addresses read from ClickHouse at a time (the memory of a run is bounded by it).
+pub const PAGE: usize = 10_000;
+
 /// Looks up the names of the source addresses of records from `since` on that have
-/// none yet (or an expired one), and stores them. `progress` is told the number of
-/// addresses once, then each one done.
+/// none yet (or an expired one), and stores them, `page` addresses at a time (in address
+/// order: an address that failed is not asked twice in one run). `progress` is told of
+/// each page and of each address done.
 pub async fn enrich_stored(
     store: &Store,
     resolver: &Resolver,
     since: &Since,
+    page: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<EnrichSummary, StoreError> {
-    let pending = store.sources_to_resolve(since).await?;
-    let mut summary = EnrichSummary {
-        pending: pending.len() as u64,
-        ..EnrichSummary::default()
-    };
-    progress(Progress::Total(summary.pending));
-    let mut lookups = futures::stream::iter(pending)
+    let mut summary = EnrichSummary::default();
+    let mut after = None;
+    loop {
+        let sources = store.sources_to_resolve(since, after, page).await?;
+        let Some(last) = sources.last() else {
+            break;
+        };
+        after = Some(last.source_ip_v6);
+        let full = sources.len() == page;
+        summary.pending += sources.len() as u64;
+        progress(Progress::More(sources.len() as u64));
+        resolve_page(store, resolver, sources, &mut summary, progress).await?;
+        if !full {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+/// Looks up one page of addresses, [`CONCURRENCY`] at a time, and stores the answers.
+async fn resolve_page(
+    store: &Store,
+    resolver: &Resolver,
+    sources: Vec<SourceAddress>,
+    summary: &mut EnrichSummary,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<(), StoreError> {
+    let mut lookups = futures::stream::iter(sources)
         .map(|source| async move {
             let name = resolver.reverse_name(address(&source)).await;
             (source, name)
@@ -99,8 +126,7 @@ pub async fn enrich_stored(
             rows.clear();
         }
     }
-    store.insert_rows("source_names", &rows).await?;
-    Ok(summary)
+    store.insert_rows("source_names", &rows).await
 }
 
 /// The sources the daemon's background lookups look at: those of the last 30 days.
@@ -117,7 +143,7 @@ pub async fn refresh(
 ) {
     let since = Since::RecentDays(REFRESH_WINDOW_DAYS);
     loop {
-        let pass = enrich_stored(&store, &resolver, &since, &|_| {});
+        let pass = enrich_stored(&store, &resolver, &since, PAGE, &|_| {});
         let result = tokio::select! {
             result = pass => result,
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -139,7 +165,9 @@ pub async fn refresh(
 /// A step of [`enrich_stored`], for a progress bar.
 #[derive(Debug, Clone, Copy)]
 pub enum Progress {
-    Total(u64),
+    /// This many more addresses to look up.
+    More(u64),
+    /// One address done.
     Done,
 }
 

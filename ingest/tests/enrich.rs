@@ -128,3 +128,44 @@ fn names_of_stored_sources_are_looked_up_and_failures_asked_again() {
     let out = db.cli(&["enrich", "--since", "June"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_run_reads_its_addresses_a_page_at_a_time_and_asks_each_once() {
+    // Pages of 2 over the 6 sources: 3 pages; the two that fail are not stored, and the
+    // run still asks each address once (it walks the addresses in order).
+    use dmarc_ingest::enrich::enrich_stored;
+    use dmarc_ingest::resolver::Resolver;
+    use dmarc_ingest::store::sources::Since;
+    use dmarc_ingest::store::Store;
+    let dns = common::dns::shared_dns();
+    let db = TestDb::fresh("enrich_pages");
+    let dir = tempfile::tempdir().unwrap();
+    let report = report_with_sources(dir.path()).display().to_string();
+    assert!(db.cli(&["import", &report]).status.success());
+    let pages = std::sync::atomic::AtomicU64::new(0);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let summary = runtime.block_on(async {
+        let store = Store::connect(&db.config()).await.unwrap();
+        let resolver = Resolver::new(&dns).unwrap();
+        enrich_stored(&store, &resolver, &Since::All, 2, &|step| {
+            if let dmarc_ingest::enrich::Progress::More(n) = step {
+                assert_eq!(n, 2);
+                pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(pages.into_inner(), 3);
+    assert_eq!(
+        (
+            summary.pending,
+            summary.confirmed,
+            summary.unconfirmed,
+            summary.absent,
+            summary.failed
+        ),
+        (6, 2, 1, 1, 2)
+    );
+    assert_eq!(db.number("SELECT count() FROM {database}.source_names"), 4);
+}

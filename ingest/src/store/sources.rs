@@ -59,14 +59,26 @@ impl Since {
 
 impl Store {
     /// Source addresses of records from `since` on that have no current lookup in
-    /// `source_names` (`queries/sources_to_resolve.sql`).
+    /// `source_names` (`queries/sources_to_resolve.sql`): at most `limit`, in address
+    /// order, those after `after` (the last of the previous page).
     pub async fn sources_to_resolve(
         &self,
         since: &Since,
+        after: Option<[u8; 16]>,
+        limit: usize,
     ) -> Result<Vec<SourceAddress>, StoreError> {
+        let after = match after {
+            None => "1".to_owned(),
+            Some(bytes) => {
+                let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+                format!("source_ip_v6 > toFixedString(unhex('{hex}'), 16)")
+            }
+        };
         let sql = self
             .render(self.queries().sources_to_resolve, uuid::Uuid::nil())
-            .replace("{since}", &since.sql()?);
+            .replace("{since}", &since.sql()?)
+            .replace("{after}", &after)
+            .replace("{limit}", &limit.to_string());
         self.retry("list the sources to resolve", || {
             self.client.query(&sql).fetch_all::<SourceAddress>()
         })
