@@ -547,6 +547,14 @@ fn rollups_match(db: &TestDb) -> Result<(), String> {
             "SELECT count() FROM {database}.records",
         ),
         (
+            "SELECT sum(messages) FROM {database}.source_daily",
+            "SELECT sum(message_count) FROM {database}.records",
+        ),
+        (
+            "SELECT sum(records) FROM {database}.source_daily",
+            "SELECT count() FROM {database}.records",
+        ),
+        (
             "SELECT sum(reports) FROM {database}.reporter_daily",
             "SELECT count() FROM {database}.reports",
         ),
@@ -592,6 +600,7 @@ fn a_view_that_fails_after_its_records_committed_is_repaired() {
     // and a second run changes nothing.
     let name = &db.database;
     db.sql(&format!("TRUNCATE TABLE {name}.reporter_daily"));
+    db.sql(&format!("TRUNCATE TABLE {name}.source_daily"));
     db.sql(&format!(
         "INSERT INTO {name}.records_daily SELECT * FROM {name}.records_daily"
     ));

@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "006_source_names",
         include_str!("../../../schema/006_source_names.sql"),
     ),
+    (
+        7,
+        "007_source_daily",
+        include_str!("../../../schema/007_source_daily.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -122,6 +127,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         "006_source_names",
         include_str!("../../../schema/cluster/006_source_names.sql"),
     ),
+    (
+        7,
+        "007_source_daily",
+        include_str!("../../../schema/cluster/007_source_daily.sql"),
+    ),
 ];
 
 /// The store's queries (also run on the current engine by the CI check).
@@ -133,6 +143,7 @@ struct Queries {
     stale_attempts: &'static str,
     repair_records_daily: &'static str,
     repair_reporter_daily: &'static str,
+    repair_source_daily: &'static str,
     sources_to_resolve: &'static str,
 }
 
@@ -144,6 +155,7 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     stale_attempts: include_str!("../../../schema/queries/stale_attempt_partitions.sql"),
     repair_records_daily: include_str!("../../../schema/queries/repair_records_daily.sql"),
     repair_reporter_daily: include_str!("../../../schema/queries/repair_reporter_daily.sql"),
+    repair_source_daily: include_str!("../../../schema/queries/repair_source_daily.sql"),
     sources_to_resolve: include_str!("../../../schema/queries/sources_to_resolve.sql"),
 };
 
@@ -157,6 +169,7 @@ const CLUSTER_QUERIES: Queries = Queries {
     repair_reporter_daily: include_str!(
         "../../../schema/cluster/queries/repair_reporter_daily.sql"
     ),
+    repair_source_daily: include_str!("../../../schema/cluster/queries/repair_source_daily.sql"),
     sources_to_resolve: include_str!("../../../schema/cluster/queries/sources_to_resolve.sql"),
 };
 
@@ -680,8 +693,8 @@ impl Store {
         }
     }
 
-    /// Brings `records_daily` and `reporter_daily` back in line with `records` and
-    /// `reports` for the (policy domain, day) pairs `days` (a subquery) selects, under
+    /// Brings `records_daily`, `reporter_daily` and `source_daily` back in line with
+    /// `records` and `reports` for the (policy domain, day) pairs `days` (a subquery) selects, under
     /// the publish lock (`queries/repair_*.sql`).
     async fn repair_rollups(&self, days: &str) -> Result<(), StoreError> {
         let queries = self.queries();
@@ -689,6 +702,7 @@ impl Store {
         for (what, template) in [
             ("repair records_daily", queries.repair_records_daily),
             ("repair reporter_daily", queries.repair_reporter_daily),
+            ("repair source_daily", queries.repair_source_daily),
         ] {
             let sql = self.render(template, Uuid::nil()).replace("{days}", days);
             self.execute_locked(what, &sql, &failed).await?;
@@ -711,7 +725,8 @@ impl Store {
         let days = format!(
             "SELECT policy_domain, toDate(date_begin) FROM {db}.reports WHERE toDate(date_begin) {range} \
              UNION ALL SELECT policy_domain, day FROM {db}.records_daily WHERE day {range} \
-             UNION ALL SELECT policy_domain, day FROM {db}.reporter_daily WHERE day {range}"
+             UNION ALL SELECT policy_domain, day FROM {db}.reporter_daily WHERE day {range} \
+             UNION ALL SELECT policy_domain, day FROM {db}.source_daily WHERE day {range}"
         );
         self.repair_rollups(&days).await
     }
