@@ -188,6 +188,7 @@ fn run(config: &Config, once: bool) -> ExitCode {
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => return fail_store(&e),
         };
+        let metrics = Metrics::new();
         if !once && config.enrich.refresh_secs > 0 {
             match crate::resolver::Resolver::new(&config.dns) {
                 Ok(resolver) => {
@@ -195,6 +196,7 @@ fn run(config: &Config, once: bool) -> ExitCode {
                         store.clone(),
                         resolver,
                         std::time::Duration::from_secs(config.enrich.refresh_secs),
+                        metrics.clone(),
                         stop_rx.clone(),
                     ));
                 }
@@ -204,7 +206,6 @@ fn run(config: &Config, once: bool) -> ExitCode {
                 }
             }
         }
-        let metrics = Metrics::new();
         if !once && !config.metrics.listen.is_empty() {
             match tokio::net::TcpListener::bind(&config.metrics.listen).await {
                 Ok(listener) => {

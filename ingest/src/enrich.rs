@@ -139,6 +139,7 @@ pub async fn refresh(
     store: Store,
     resolver: Resolver,
     every: Duration,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let since = Since::RecentDays(REFRESH_WINDOW_DAYS);
@@ -149,10 +150,14 @@ pub async fn refresh(
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         match result {
-            Ok(summary) if summary.pending > 0 => {
-                tracing::info!(%summary, "source names refreshed")
+            Ok(summary) => {
+                let answered = summary.confirmed + summary.unconfirmed + summary.absent;
+                crate::metrics::Metrics::add(&metrics.source_lookups, answered);
+                crate::metrics::Metrics::add(&metrics.source_lookup_failures, summary.failed);
+                if summary.pending > 0 {
+                    tracing::info!(%summary, "source names refreshed");
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot refresh source names now"),
         }
         tokio::select! {

@@ -64,6 +64,10 @@ pub struct Metrics {
     pub records_written: AtomicU64,
     pub duplicates: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Reverse lookups of sources answered (named or not) and failed, by the daemon's
+    /// background naming.
+    pub source_lookups: AtomicU64,
+    pub source_lookup_failures: AtomicU64,
     /// Unix time of the last batch fully written and moved (0: none yet).
     pub last_success: AtomicI64,
     /// Failures by reason class.
@@ -167,6 +171,16 @@ impl Collector for Metrics {
                 "reconnects",
                 "IMAP reconnections after a failure.",
                 &self.reconnects,
+            ),
+            (
+                "source_lookups",
+                "Reverse DNS lookups of sources answered (a name, or none).",
+                &self.source_lookups,
+            ),
+            (
+                "source_lookup_failures",
+                "Reverse DNS lookups of sources that got no answer (asked again later).",
+                &self.source_lookup_failures,
             ),
         ];
         for (name, help, value) in counters {
@@ -624,6 +638,7 @@ mod tests {
         Metrics::add(&metrics.messages_fetched, 5);
         Metrics::add(&metrics.reports_written, 3);
         Metrics::add(&metrics.records_written, 40);
+        Metrics::add(&metrics.source_lookups, 4);
         metrics.failure("not_dmarc");
         metrics.failure("not_dmarc");
         metrics.failure("too_big");
@@ -645,6 +660,8 @@ mod tests {
             ("dmarc_ingest_records_written_total{}", 40.0),
             ("dmarc_ingest_duplicates_total{}", 0.0),
             ("dmarc_ingest_reconnects_total{}", 0.0),
+            ("dmarc_ingest_source_lookups_total{}", 4.0),
+            ("dmarc_ingest_source_lookup_failures_total{}", 0.0),
             ("dmarc_ingest_failures_total{reason=\"not_dmarc\"}", 2.0),
             ("dmarc_ingest_failures_total{reason=\"too_big\"}", 1.0),
             ("dmarc_ingest_last_success_timestamp_seconds{}", 1.7e9),

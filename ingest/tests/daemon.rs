@@ -29,8 +29,8 @@ fn run_once(db: &TestDb, imap: &Dovecot, user: &str, extra: &[(&str, &str)]) -> 
 fn spawn_daemon(db: &TestDb, imap: &Dovecot, user: &str, extra: &[(&str, &str)]) -> Child {
     db.command(&["run"])
         .envs(imap.env(user))
-        .envs(extra.iter().copied())
         .env("DMARC_INGEST_METRICS_LISTEN", "")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -788,6 +788,10 @@ fn the_daemon_names_new_sources_in_the_background() {
     .unwrap();
     let mails = as_mails(&work.path().join("mails"), &[report]);
     imap.deliver(user, "INBOX", &mails);
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
     let daemon = spawn_daemon(
         &db,
         &imap,
@@ -795,6 +799,7 @@ fn the_daemon_names_new_sources_in_the_background() {
         &[
             ("DMARC_INGEST_ENRICH_REFRESH_SECS", "1"),
             ("DMARC_INGEST_DNS_NAMESERVERS", dns.nameservers[0].as_str()),
+            ("DMARC_INGEST_METRICS_LISTEN", listen.as_str()),
         ],
     );
     wait_until("the source to be named", Duration::from_secs(30), || {
@@ -802,6 +807,15 @@ fn the_daemon_names_new_sources_in_the_background() {
             "SELECT count() FROM {database}.records_enriched \
              WHERE ptr = 'mail.example.test' AND ptr_org = 'example.test'",
         ) == 1
+    });
+    // The lookup is counted on /metrics.
+    wait_until("the lookup to be counted", Duration::from_secs(10), || {
+        std::process::Command::new("curl")
+            .args(["-sS", &format!("http://{listen}/metrics")])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout).contains("dmarc_ingest_source_lookups_total 1\n")
+            })
     });
     assert_eq!(imap.counts(user, &["Archive"]), vec![1]);
     assert_eq!(terminate(daemon), 0);
