@@ -8,7 +8,7 @@
 //!   server no sort, compression or merge, and the publish reads from memory (about half
 //!   the server's work per row, see `schema/README.md`). The tables live as long as the
 //!   session: dropped after the publish, or by the server when the session times out
-//!   (a crashed importer's rows), or when the server restarts; a batch whose session was
+//!   ([`session_timeout_secs`]: a crashed importer's rows), or when the server restarts; a batch whose session was
 //!   lost fails as ClickHouse being unavailable (its inputs are tried again, never
 //!   blamed), and the completeness check of the publish stays as a second guard.
 //! - **the shared staging tables** (`records_staging`, `reports_staging`) on a cluster
@@ -76,8 +76,15 @@ impl Store {
         let mut store = self.clone();
         if self.config.cluster.is_empty() && !self.server.replicated_storage {
             let id = format!("dmarc-ingest-{}", Uuid::new_v4());
-            // An HTTP parameter, not a setting; the crate sends both alike.
-            store.client = self.client.clone().with_setting("session_id", id.as_str());
+            // HTTP parameters, not settings; the crate sends both alike.
+            store.client = self
+                .client
+                .clone()
+                .with_setting("session_id", id.as_str())
+                .with_setting(
+                    "session_timeout",
+                    session_timeout_secs(self.config.request_timeout_secs).to_string(),
+                );
             store.session = Some(Arc::new(StagingSession {
                 id,
                 created: tokio::sync::OnceCell::new(),
@@ -191,6 +198,14 @@ impl Store {
     }
 }
 
+/// How long the server keeps an idle batch session (and its staged rows): long enough
+/// for the batch to wait behind a publish that takes the whole request timeout, twice,
+/// never below the server's default (60 s) nor above its default maximum (3,600 s,
+/// `max_session_timeout`). What a crashed importer staged is freed after it.
+pub fn session_timeout_secs(request_timeout_secs: u64) -> u64 {
+    request_timeout_secs.saturating_mul(2).clamp(60, 3_600)
+}
+
 /// Test-only fault (debug builds): with `DMARC_TEST_STAGING_ACK_LOST` set, the first
 /// staging insert of each batch's records is reported as failed after the server
 /// committed it, as when its acknowledgement is lost: it is sent again.
@@ -239,6 +254,13 @@ mod tests {
             .resent
             .store(true, Ordering::Relaxed);
         assert!(publish_records(&a).contains(RECORDS_DEDUP));
+    }
+
+    #[test]
+    fn a_session_outlives_a_publish_that_takes_the_whole_request_timeout() {
+        assert_eq!(session_timeout_secs(120), 240);
+        assert_eq!(session_timeout_secs(5), 60);
+        assert_eq!(session_timeout_secs(u64::MAX), 3_600);
     }
 
     #[test]
