@@ -453,9 +453,10 @@ async fn round(
             moved_any = true;
             progressed = true;
         }
-        // Pipelined: while batch i is published and moved (a background task, then the
-        // IMAP session), batch i+1 is fetched, parsed and staged. Mail still moves only
-        // after its own batch committed; a failure settles the batch in flight first.
+        // Pipelined: while batch i is published (a background task), batch i+1 is
+        // fetched, parsed and staged; then batch i+1's publish starts and batch i's mail
+        // is moved meanwhile. Mail still moves only after its own batch committed; a
+        // failure settles the batch in flight first.
         let ctx = BatchContext {
             account,
             label,
@@ -475,8 +476,23 @@ async fn round(
                 Some(batch) => Some(stage_next(&ctx, &mut mailbox, &batch, summary).await),
                 None => None,
             };
+            let mut staged = staged;
+            let mut publishing = None;
             if let Some(previous) = in_flight.take() {
-                match finish(&ctx, previous, &mut mailbox, summary, memory).await {
+                let settled = match wait_for_publish(&ctx, previous, &mut mailbox).await {
+                    Ok(verdict) => {
+                        // The next batch's publish runs while this batch's mail moves,
+                        // unless the store just failed this one.
+                        if verdict.store_down.is_none() {
+                            if let Some(Ok(next)) = staged.take_if(|s| s.is_ok()) {
+                                publishing = Some(next.publish());
+                            }
+                        }
+                        settle_batch(&ctx, verdict, &mut mailbox, summary, memory).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match settled {
                     Ok(moved) => {
                         if moved {
                             moved_any = true;
@@ -485,20 +501,23 @@ async fn round(
                         }
                     }
                     Err(e) => {
-                        if let Some(Ok(next)) = staged {
-                            // Staged, never published: not this mail's fault.
+                        // Staged or being published, never moved: not this mail's fault.
+                        if let Some(Ok(next)) = &staged {
                             next.forgive(memory);
+                        }
+                        if let Some(next) = publishing {
+                            next.forgive(memory);
+                            let _ = next.task.await;
                         }
                         return Err(fail(e, true));
                     }
                 }
             }
-            match staged {
-                Some(staged) => {
-                    in_flight = Some(staged.map_err(|e| fail(e, progressed))?.publish())
-                }
-                None => break,
-            }
+            in_flight = match (publishing, staged) {
+                (Some(next), _) => Some(next),
+                (None, Some(staged)) => Some(staged.map_err(|e| fail(e, progressed))?.publish()),
+                (None, None) => break,
+            };
         }
         if *shared.shutdown.borrow() {
             let _ = mailbox.logout().await;
@@ -804,6 +823,21 @@ struct InFlight {
     task: tokio::task::JoinHandle<Verdict>,
 }
 
+impl InFlight {
+    /// The batch will not be moved in this round (it ends): its attempts were not its
+    /// mail's fault.
+    fn forgive(&self, memory: &mut Memory) {
+        forgive(&self.uids, memory);
+    }
+}
+
+/// Attempts at `uids` that do not count against their mail.
+fn forgive(uids: &[u32], memory: &mut Memory) {
+    for uid in uids {
+        *memory.forgiven.entry(*uid).or_insert(0) += 1;
+    }
+}
+
 impl Staged {
     /// Starts the batch's publish on a blocking thread (the feeder blocks on each store
     /// call); the verdict comes from its events.
@@ -834,9 +868,7 @@ impl Staged {
     /// The batch will not be published (the round ends): its attempts were not its
     /// mail's fault.
     fn forgive(&self, memory: &mut Memory) {
-        for uid in &self.uids {
-            *memory.forgiven.entry(*uid).or_insert(0) += 1;
-        }
+        forgive(&self.uids, memory);
     }
 }
 
@@ -968,19 +1000,26 @@ async fn stage_batch(
     }
 }
 
-/// Waits for a batch's publish (NOOPs keeping the session alive), then carries out its
-/// verdict; returns whether anything moved.
-async fn finish(
+/// Waits for a batch's publish (NOOPs keeping the session alive); its verdict.
+async fn wait_for_publish(
     ctx: &BatchContext<'_>,
     in_flight: InFlight,
+    mailbox: &mut Mailbox,
+) -> Result<Verdict, RoundError> {
+    let InFlight { uids, task } = in_flight;
+    let (joined, lost) = with_keepalive(mailbox, ctx.keepalive, task).await;
+    ctx.reopen_if_lost(mailbox, lost, "published").await?;
+    Ok(joined.unwrap_or_else(|e| panicked(ctx.label, &uids, join_failure(e))))
+}
+
+/// Carries out a published batch's verdict; returns whether anything moved.
+async fn settle_batch(
+    ctx: &BatchContext<'_>,
+    verdict: Verdict,
     mailbox: &mut Mailbox,
     summary: &mut RunSummary,
     memory: &mut Memory,
 ) -> Result<bool, RoundError> {
-    let InFlight { uids, task } = in_flight;
-    let (joined, lost) = with_keepalive(mailbox, ctx.keepalive, task).await;
-    ctx.reopen_if_lost(mailbox, lost, "published").await?;
-    let verdict = joined.unwrap_or_else(|e| panicked(ctx.label, &uids, join_failure(e)));
     settle(
         mailbox,
         ctx.account,
