@@ -472,11 +472,10 @@ async fn round(
                 true => None,
                 false => batches.next(),
             };
-            let staged = match next {
+            let mut staged = match next {
                 Some(batch) => Some(stage_next(&ctx, &mut mailbox, &batch, summary).await),
                 None => None,
             };
-            let mut staged = staged;
             let mut publishing = None;
             if let Some(previous) = in_flight.take() {
                 let settled = match wait_for_publish(&ctx, previous, &mut mailbox).await {
