@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's first command: the whole pipeline, end to end, on this machine.
-# Installs and starts ClickHouse and dovecot on 127.0.0.1 (state in .state/, no systemd),
-# applies the schema, delivers sample-reports/ into a local mailbox (raw report files
-# wrapped as mails, .eml and mbox as they are), runs `dmarc-ingest run --once`, and
-# prints what landed. Idempotent: run it again and the totals stay the same (the mails
+# Installs and starts ClickHouse, dovecot and the test DNS server on 127.0.0.1 (state in
+# .state/, no systemd), applies the schema, delivers sample-reports/ into a local mailbox (raw report files
+# wrapped as mails, .eml and mbox as they are), runs `dmarc-ingest run --once`, names
+# the sources (`enrich`: test DNS, a demo network database, demo services), and prints
+# what landed. Idempotent: run it again and the totals stay the same (the mails
 # are delivered again; the reports are recognised as duplicates).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,8 +15,10 @@ mkdir -p "$state"
 echo "== servers"
 deploy/dev/clickhouse.sh install
 deploy/dev/dovecot.sh install
+deploy/dev/dns.sh install
 deploy/dev/clickhouse.sh start
 deploy/dev/dovecot.sh start
+deploy/dev/dns.sh start
 
 echo "== build"
 cargo build --release --locked -p dmarc-ingest
@@ -40,7 +43,18 @@ password_file = "$password_file"
 mailbox = "INBOX"
 archive_mailbox = "Archive"
 invalid_mailbox = "Invalid"
+
+[dns]
+nameservers = ["127.0.0.1:${DMARC_DNS_PORT:-5353}"]
+timeout_ms = 300
+
+[enrich]
+asn_database = "$state/demo-networks.mmdb"
+country_database = "$state/demo-networks.mmdb"
+services_file = "$repo/sample-reports/demo-services.toml"
 TOML
+# The demo's network database: documentation ranges and AS numbers (deploy/dev/networks.tsv).
+python3 deploy/dev/make_mmdb.py deploy/dev/networks.tsv "$state/demo-networks.mmdb"
 "$bin" --config "$state/demo.toml" schema apply
 
 echo "== deliver sample-reports/ into reports' INBOX"
@@ -58,12 +72,17 @@ status=0
 "$bin" --config "$state/demo.toml" run --once || status=$?
 echo "(exit code $status: 1 means some mail was quarantined to Invalid, as the broken samples must be)"
 
+echo "== dmarc-ingest enrich --all (reverse DNS from the test DNS server, networks, services)"
+"$bin" --config "$state/demo.toml" enrich --all
+
 echo "== what landed"
 q() { deploy/dev/clickhouse.sh query "$1"; }
 echo "-- reports and messages per domain"
 q "SELECT policy_domain, count() AS reports, sum(message_count) AS messages FROM dmarc.reports GROUP BY policy_domain ORDER BY messages DESC FORMAT PrettyCompactNoEscapes"
 echo "-- top sources"
 q "SELECT source_ip, sum(message_count) AS messages, sumIf(message_count, policy_dkim = 'pass' OR policy_spf = 'pass') AS dmarc_pass FROM dmarc.records GROUP BY source_ip ORDER BY messages DESC LIMIT 10 FORMAT PrettyCompactNoEscapes"
+echo "-- who sends (records_enriched: service, else reverse-DNS organisation, else network)"
+q "SELECT sender, service_type, groupUniqArray(source_ip) AS sources, any(country) AS country, sum(message_count) AS messages FROM dmarc.records_enriched GROUP BY sender, service_type ORDER BY messages DESC LIMIT 15 FORMAT PrettyCompactNoEscapes"
 echo "-- failures (mail moved to Invalid; each mail once, with how often it was delivered)"
 q "SELECT source, reason, deliveries FROM dmarc.failures ORDER BY toUInt32OrZero(extract(source, ' uid ([0-9]+) ')), source LIMIT 20 FORMAT PrettyCompactNoEscapes"
 

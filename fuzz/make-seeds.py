@@ -34,7 +34,7 @@ FIXED_TIME = (2024, 6, 1, 0, 0, 0)
 
 
 def fixtures(root):
-    skip = (".md", ".py", ".tsv", ".jsonl")
+    skip = (".md", ".py", ".tsv", ".jsonl", ".toml")
     return sorted(
         p
         for p in root.rglob("*")

@@ -130,6 +130,7 @@ PLACEHOLDERS = {
     "{days}": "SELECT 'example.com', toDate('2025-03-01')",
     "{since}": "toDateTime('2025-01-01 00:00:00', 'UTC')",
     "{after}": "source_ip_v6 > toFixedString(unhex('00000000000000000000FFFFC0000201'), 16)",
+    "{naming_version}": "'services:0 asn: country:'",
     "{limit}": "10000",
 }
 

@@ -11,15 +11,23 @@ Out: OUT.sql, one statement per query (';'-separated, each after a `--` line nam
      twice, once per selection of the `domain` variable below; then checks that fail
      (throwIf) unless the variable and the domain filters handle a stored policy_domain
      with quotes and a trailing backslash (they insert one row into dmarc.reports, so the
-     file is for a scratch engine, as check-modern-engine.sh's). Exits 1 (and writes
-     nothing) if a query uses a macro or variable not listed below, so a new one is added
-     here (and in ingest/tests/queries.rs) on purpose.
+     file is for a scratch engine, as check-modern-engine.sh's). A dashboard with the
+     source variables (`ip`, `network`, `service`: source.json) has its panels written once
+     more per variable, with that one set. Exits 1 (and writes nothing) if a query uses a
+     macro or variable not listed below, so a new one is added here (and in
+     ingest/tests/queries.rs) on purpose.
 
 Expansion (the same as ingest/tests/queries.rs):
-  $__conditionalAll(cond, $domain) -> 1=1 for "All" (or nothing selected), else cond
+  $__conditionalAll(cond, $v) -> 1=1 for "All" (or nothing selected, or an empty
+                            textbox), else cond; v is domain, ip, network or service
   ${domain:singlequote}  -> the selected values, each in '...' with ' escaped as \' (and
                             nothing else, as Grafana does); the values are hex:
                             hex('example.com'), hex('o'brien"s.example\')
+  ${service:singlequote} -> the same, for the service variable (hex(service))
+  ${ip:percentencode}, ${network:percentencode}
+                         -> the textbox's text, percent-encoded as Grafana's percentencode
+                            does (only A-Z a-z 0-9 - _ . ~ and %XX: safe in '...'); the
+                            panels read it with decodeURLComponent('...')
   $__timeFilter(col)     -> col >= toDateTime(1500000000) AND col <= toDateTime(1900000000)
   $__dateFilter(col)     -> col >= toDate('2017-07-14') AND col <= toDate('2030-03-17')
   $__fromTime, $__toTime -> toDateTime(1500000000), toDateTime(1900000000)
@@ -31,6 +39,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 FROM_TS = 1_500_000_000  # 2017-07-14T02:40:00Z
 TO_TS = 1_900_000_000  # 2030-03-17T17:46:40Z
@@ -41,6 +50,15 @@ QUOTE_DOMAIN = "o'brien\"s.example\\"  # both quotes and a trailing backslash
 # written with (None is "All", which lists every value).
 VALUES = [d.encode().hex().upper() for d in (QUOTE_DOMAIN, "example.com")]
 SELECTIONS: dict[str, list[str] | None] = {"All": None, "the quote domain and example.com": VALUES}
+# The source variables (a dashboard with any of them is also written once per variable,
+# with that one set and the domain "All"): the value each is set to, and how a panel
+# reads it. The network text holds both quotes and a backslash: it must reach the SQL
+# only percent-encoded.
+SOURCE_VARIABLES: dict[str, tuple[str, str]] = {
+    "ip": ("192.0.2.1", "percentencode"),
+    "network": (QUOTE_DOMAIN, "percentencode"),
+    "service": (QUOTE_DOMAIN.encode().hex().upper(), "singlequote"),
+}
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
@@ -66,23 +84,42 @@ def macro_args(sql: str, open_at: int) -> tuple[list[str], int] | None:
     return None
 
 
-def conditional_all(sql: str, values: list[str] | None) -> str:
-    """The plugin's $__conditionalAll, from the last one back (applyConditionalAll)."""
+def variable_of(argument: str) -> str | None:
+    """The variable a $__conditionalAll tests, as the plugin reads its second argument."""
+    var = re.search(r"(?<=\$\{)\w+(?=\})|(?<=\$)\w+", argument.strip())
+    return var[0] if var else None
+
+
+def conditional_all(sql: str, values: list[str] | None, source: dict[str, str] | None = None) -> str:
+    """The plugin's $__conditionalAll, from the last one back (applyConditionalAll).
+    `source`: the source variables that are set (the others are empty or "All")."""
     while (at := sql.rfind(CONDITIONAL_ALL)) >= 0:
         parsed = macro_args(sql, at + len(CONDITIONAL_ALL) - 1)
         if parsed is None or len(parsed[0]) != 2:
             return sql
         (condition, variable), end = parsed
-        var = re.search(r"(?<=\$\{)\w+(?=\})|(?<=\$)\w+", variable.strip())
-        everything = var is not None and var[0] == "domain" and not values
+        var = variable_of(variable)
+        if var == "domain":
+            everything = not values
+        elif var in SOURCE_VARIABLES:
+            everything = var not in (source or {})
+        else:
+            everything = False
         sql = sql[:at] + ("1=1" if everything else condition) + sql[end:]
     return sql
 
 
-def expand(sql: str, values: list[str] | None = None) -> str:
+def percentencode(text: str) -> str:
+    """Grafana's percentencode (encodeURIComponent, and !'()* too)."""
+    return quote(text, safe="-_.~")
+
+
+def expand(sql: str, values: list[str] | None = None, source: dict[str, str] | None = None) -> str:
     """Expand the macros and variables the shipped dashboards use; raise on others.
-    `values`: the selected values of `domain` (None: "All")."""
-    sql = conditional_all(sql, values)
+    `values`: the selected values of `domain` (None: "All"); `source`: the source variables
+    set (name -> value; the others are empty or "All")."""
+    source = source or {}
+    sql = conditional_all(sql, values, source)
     sql = re.sub(
         r"\$__timeFilter\(\s*([^()]+?)\s*\)",
         lambda m: f"{m[1]} >= toDateTime({FROM_TS}) AND {m[1]} <= toDateTime({TO_TS})",
@@ -98,6 +135,12 @@ def expand(sql: str, values: list[str] | None = None) -> str:
     listed = VALUES if values is None else values
     quoted = ",".join("'" + v.replace("'", "\\'") + "'" for v in listed)
     sql = sql.replace("${domain:singlequote}", quoted)
+    for name, (_, fmt) in SOURCE_VARIABLES.items():
+        value = source.get(name, "")
+        if fmt == "percentencode":
+            sql = sql.replace("${%s:percentencode}" % name, percentencode(value))
+        else:
+            sql = sql.replace("${%s:singlequote}" % name, "'" + value.replace("'", "\\'") + "'")
     left = re.search(r"\$\{?\w+", sql)
     if left:
         raise ValueError(f"unknown macro or variable {left[0]!r}")
@@ -158,20 +201,29 @@ def main() -> int:
     count = 0
     variable_sql, conditions = None, set()
     for path in files:
+        dash = json.loads(path.read_text(encoding="utf-8"))
+        names = {v.get("name") for v in dash.get("templating", {}).get("list", [])}
+        selections: dict[str, tuple[list[str] | None, dict[str, str]]] = {
+            selected: (values, {}) for selected, values in SELECTIONS.items()
+        }
+        for name, (value, _) in SOURCE_VARIABLES.items():
+            if name in names:
+                selections[f"All, {name} set"] = (None, {name: value})
         for label, raw in queries(path):
-            variable = label.endswith("variable $domain")
-            if variable:
+            variable = " variable $" in label
+            if label.endswith("variable $domain"):
                 variable_sql = variable_sql or raw
             at = 0
             while (at := raw.find(CONDITIONAL_ALL, at)) >= 0:
                 parsed = macro_args(raw, at + len(CONDITIONAL_ALL) - 1)
                 if parsed is None:
                     break
-                conditions.add(parsed[0][0])
+                if len(parsed[0]) == 2 and variable_of(parsed[0][1]) == "domain":
+                    conditions.add(parsed[0][0])
                 at = parsed[1]
-            for selected, values in SELECTIONS.items():
+            for selected, (values, source) in selections.items():
                 try:
-                    sql = expand(raw, values)
+                    sql = expand(raw, values, source)
                 except ValueError as e:
                     print(f"extract_dashboard_sql: {label}: {e}", file=sys.stderr)
                     return 1

@@ -190,11 +190,11 @@ fn run(config: &Config, once: bool) -> ExitCode {
         };
         let metrics = Metrics::new();
         if !once && config.enrich.refresh_secs > 0 {
-            match crate::resolver::Resolver::new(&config.dns) {
-                Ok(resolver) => {
+            match crate::enrich::Enricher::new(config) {
+                Ok(enricher) => {
                     tokio::spawn(crate::enrich::refresh(
                         store.clone(),
-                        resolver,
+                        enricher,
                         std::time::Duration::from_secs(config.enrich.refresh_secs),
                         metrics.clone(),
                         stop_rx.clone(),
@@ -401,8 +401,8 @@ fn enrich(config: &Config, all: bool, since: Option<String>) -> ExitCode {
         (false, Some(day)) => Since::Day(day),
         (false, None) => Since::RecentDays(ENRICH_RECENT_DAYS),
     };
-    let resolver = match crate::resolver::Resolver::new(&config.dns) {
-        Ok(r) => r,
+    let enricher = match crate::enrich::Enricher::new(config) {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(exit::CONFIG);
@@ -423,7 +423,7 @@ fn enrich(config: &Config, all: bool, since: Option<String>) -> ExitCode {
     let result = rt.block_on(async {
         let store = Store::connect(&config.clickhouse).await?;
         store.check_schema().await?;
-        crate::enrich::enrich_stored(&store, &resolver, &since, crate::enrich::PAGE, &progress)
+        crate::enrich::enrich_stored(&store, &enricher, &since, crate::enrich::PAGE, &progress)
             .await
     });
     bar.finish_and_clear();

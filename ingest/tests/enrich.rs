@@ -79,7 +79,14 @@ fn names_of_stored_sources_are_looked_up_and_failures_asked_again() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("6 failed"), "{stderr}");
-    assert_eq!(db.number("SELECT count() FROM {database}.source_names"), 0);
+    // Each still gets a row naming what is known without DNS, expired at once.
+    assert_eq!(
+        db.number(
+            "SELECT count() FROM {database}.source_names \
+             WHERE ptr_status = 'failed' AND expires_at < now() AND resolved_at = 0"
+        ),
+        6
+    );
 
     // The DNS server back: every answer is stored, except the two lookups that failed.
     let nameserver = dns.nameservers[0].clone();
@@ -103,9 +110,9 @@ fn names_of_stored_sources_are_looked_up_and_failures_asked_again() {
             row("192.0.2.1", "confirmed", "mail.example.test", ""),
             row("192.0.2.2", "unconfirmed", "", "liar.example.test"),
             row("192.0.2.4", "absent", "", ""),
-            row("198.51.100.1", "", "", ""),
+            row("198.51.100.1", "failed", "", ""),
             row("2001:db8::1", "confirmed", "mail6.example.test", ""),
-            row("203.0.113.1", "", "", ""),
+            row("203.0.113.1", "failed", "", ""),
         ]
     );
     assert_eq!(
@@ -116,7 +123,10 @@ fn names_of_stored_sources_are_looked_up_and_failures_asked_again() {
     let out = enrich();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("2 addresses looked up"), "{stderr}");
-    assert_eq!(db.number("SELECT count() FROM {database}.source_names"), 4);
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.source_names WHERE resolved_at > 0"),
+        4
+    );
 
     // Reports older than --since are not looked at; a bad date is a usage error.
     let out = db
@@ -133,8 +143,10 @@ fn names_of_stored_sources_are_looked_up_and_failures_asked_again() {
 fn a_run_reads_its_addresses_a_page_at_a_time_and_asks_each_once() {
     // Pages of 2 over the 6 sources: 3 pages; the two that fail are not stored, and the
     // run still asks each address once (it walks the addresses in order).
-    use dmarc_ingest::enrich::enrich_stored;
+    use dmarc_ingest::enrich::{enrich_stored, Enricher};
+    use dmarc_ingest::networks::Networks;
     use dmarc_ingest::resolver::Resolver;
+    use dmarc_ingest::services::Services;
     use dmarc_ingest::store::sources::Since;
     use dmarc_ingest::store::Store;
     let dns = common::dns::shared_dns();
@@ -144,10 +156,15 @@ fn a_run_reads_its_addresses_a_page_at_a_time_and_asks_each_once() {
     assert!(db.cli(&["import", &report]).status.success());
     let pages = std::sync::atomic::AtomicU64::new(0);
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(Store::connect(&db.config())).unwrap();
+    let enricher = Enricher::with_parts(
+        Resolver::new(&dns).unwrap(),
+        Networks::none(),
+        Services::load(None).unwrap(),
+        100,
+    );
     let summary = runtime.block_on(async {
-        let store = Store::connect(&db.config()).await.unwrap();
-        let resolver = Resolver::new(&dns).unwrap();
-        enrich_stored(&store, &resolver, &Since::All, 2, &|step| {
+        enrich_stored(&store, &enricher, &Since::All, 2, &|step| {
             if let dmarc_ingest::enrich::Progress::More(n) = step {
                 assert_eq!(n, 2);
                 pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -167,5 +184,268 @@ fn a_run_reads_its_addresses_a_page_at_a_time_and_asks_each_once() {
         ),
         (6, 2, 1, 1, 2)
     );
-    assert_eq!(db.number("SELECT count() FROM {database}.source_names"), 4);
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.source_names WHERE resolved_at > 0"),
+        4
+    );
+
+    // The stored names lost: the same enricher names the four answered addresses again
+    // from memory, without DNS; the two that failed are asked again.
+    db.sql(&format!("TRUNCATE TABLE {}.source_names", db.database));
+    let again = runtime
+        .block_on(enrich_stored(&store, &enricher, &Since::All, 100, &|_| {}))
+        .unwrap();
+    assert_eq!((again.pending, again.cached, again.failed), (6, 4, 2));
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.source_names WHERE resolved_at > 0"),
+        4
+    );
+}
+
+/// One record of the mixed report: source, SPF domain and result, DKIM domain and result.
+struct Source {
+    ip: &'static str,
+    spf: (&'static str, &'static str),
+    dkim: Option<(&'static str, &'static str)>,
+}
+
+fn mixed_report(dir: &std::path::Path, sources: &[Source]) -> std::path::PathBuf {
+    let records: String = sources
+        .iter()
+        .map(|s| {
+            let dkim = s
+                .dkim
+                .map(|(d, r)| format!("<dkim><domain>{d}</domain><result>{r}</result></dkim>"))
+                .unwrap_or_default();
+            format!(
+                "<record><row><source_ip>{}</source_ip><count>5</count><policy_evaluated>\
+                 <disposition>none</disposition><dkim>fail</dkim><spf>fail</spf>\
+                 </policy_evaluated></row><identifiers><header_from>council-a.example</header_from>\
+                 </identifiers><auth_results>{dkim}<spf><domain>{}</domain><result>{}</result>\
+                 </spf></auth_results></record>",
+                s.ip, s.spf.0, s.spf.1
+            )
+        })
+        .collect();
+    let xml = format!(
+        "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>receiver.example</org_name>\
+         <email>dmarc@receiver.example</email><report_id>naming-1</report_id><date_range>\
+         <begin>1717200000</begin><end>1717286399</end></date_range></report_metadata>\
+         <policy_published><domain>council-a.example</domain><p>none</p></policy_published>{records}</feedback>"
+    );
+    let path = dir.join("mixed.xml");
+    std::fs::write(&path, xml).unwrap();
+    path
+}
+
+#[test]
+fn a_mixed_report_gets_the_expected_sender_and_service_for_every_record() {
+    let dns = common::dns::shared_dns();
+    let db = TestDb::fresh("enrich_naming");
+    let dir = tempfile::tempdir().unwrap();
+    let networks = common::networks::test_database(dir.path());
+    let services = dir.path().join("services.toml");
+    std::fs::write(
+        &services,
+        "[[service]]\nname = \"Example Relay\"\ntype = \"crm\"\nptr = [\"mail6.example.test\"]\n",
+    )
+    .unwrap();
+    let spoofed = ("council-a.example", "fail");
+    let sources = [
+        // A confirmed name no service claims: named by its organisational domain.
+        Source {
+            ip: "192.0.2.1",
+            spf: spoofed,
+            dkim: None,
+        },
+        // A name that does not point back (a spoofer's claim): named by its network.
+        Source {
+            ip: "192.0.2.2",
+            spf: spoofed,
+            dkim: Some(("council-a.example", "fail")),
+        },
+        // A Microsoft 365 outbound host by its confirmed reverse name (built-in data).
+        Source {
+            ip: "192.0.2.44",
+            spf: ("council-a.example", "pass"),
+            dkim: None,
+        },
+        // No reverse name; a passing SPF check of Amazon SES's bounce domain.
+        Source {
+            ip: "192.0.2.4",
+            spf: ("eu-west-1.amazonses.com", "pass"),
+            dkim: None,
+        },
+        // No reverse name; SPF fails, a passing DKIM signature of SendGrid.
+        Source {
+            ip: "192.0.2.5",
+            spf: spoofed,
+            dkim: Some(("sendgrid.net", "pass")),
+        },
+        // A failing SendGrid signature names nobody: the network does.
+        Source {
+            ip: "192.0.2.6",
+            spf: spoofed,
+            dkim: Some(("sendgrid.net", "fail")),
+        },
+        // DNS fails (SERVFAIL): still named by its network, asked again later.
+        Source {
+            ip: "198.51.100.7",
+            spf: spoofed,
+            dkim: None,
+        },
+        // DNS never answers; a network without an organisation.
+        Source {
+            ip: "203.0.113.9",
+            spf: spoofed,
+            dkim: None,
+        },
+        // The user's services file names this host.
+        Source {
+            ip: "2001:db8::1",
+            spf: spoofed,
+            dkim: None,
+        },
+    ];
+    let report = mixed_report(dir.path(), &sources).display().to_string();
+    assert!(db.cli(&["import", &report]).status.success());
+
+    let out = db
+        .command(&["enrich", "--all"])
+        .env("DMARC_INGEST_DNS_NAMESERVERS", &dns.nameservers[0])
+        .env("DMARC_INGEST_DNS_TIMEOUT_MS", "300")
+        .env("DMARC_INGEST_ENRICH_ASN_DATABASE", &networks)
+        .env("DMARC_INGEST_ENRICH_COUNTRY_DATABASE", &networks)
+        .env("DMARC_INGEST_ENRICH_SERVICES_FILE", &services)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("4 known services"), "{stderr}");
+
+    let named = db.rows(
+        "SELECT source_ip, sender, service, service_type, toString(asn), as_org, country \
+         FROM {database}.records_enriched ORDER BY source_ip",
+    );
+    let expected = [
+        [
+            "192.0.2.1",
+            "example.test",
+            "",
+            "",
+            "64496",
+            "EXAMPLE-MAIL-NET",
+            "GB",
+        ],
+        [
+            "192.0.2.44",
+            "Microsoft 365",
+            "Microsoft 365",
+            "mailbox provider",
+            "64496",
+            "EXAMPLE-MAIL-NET",
+            "GB",
+        ],
+        [
+            "192.0.2.2",
+            "EXAMPLE-MAIL-NET",
+            "",
+            "",
+            "64496",
+            "EXAMPLE-MAIL-NET",
+            "GB",
+        ],
+        [
+            "192.0.2.4",
+            "Amazon SES",
+            "Amazon SES",
+            "transactional",
+            "64496",
+            "EXAMPLE-MAIL-NET",
+            "GB",
+        ],
+        [
+            "192.0.2.5",
+            "SendGrid",
+            "SendGrid",
+            "transactional",
+            "64496",
+            "EXAMPLE-MAIL-NET",
+            "GB",
+        ],
+        [
+            "192.0.2.6",
+            "EXAMPLE-MAIL-NET",
+            "",
+            "",
+            "64496",
+            "EXAMPLE-MAIL-NET",
+            "GB",
+        ],
+        [
+            "198.51.100.7",
+            "EXAMPLE-HOSTING",
+            "",
+            "",
+            "64497",
+            "EXAMPLE-HOSTING",
+            "DE",
+        ],
+        [
+            "2001:db8::1",
+            "Example Relay",
+            "Example Relay",
+            "crm",
+            "64500",
+            "EXAMPLE-V6",
+            "NL",
+        ],
+        [
+            "203.0.113.9",
+            "unknown (AS64498)",
+            "",
+            "",
+            "64498",
+            "",
+            "FR",
+        ],
+    ];
+    let mut expected: Vec<Vec<String>> = expected
+        .iter()
+        .map(|r| r.iter().map(|f| f.to_string()).collect())
+        .collect();
+    expected.sort();
+    assert_eq!(named, expected);
+    // No record is named by the domain it claims to be from.
+    assert_eq!(
+        db.number(
+            "SELECT count() FROM {database}.records_enriched WHERE sender LIKE '%council-a%'"
+        ),
+        0
+    );
+
+    // Another services file: every address is named again (its reverse name from the
+    // cache of this run's process is gone, so DNS answers again), the old names replaced.
+    std::fs::write(
+        &services,
+        "[[service]]\nname = \"Example Mail\"\ntype = \"hosting\"\nasn = [64496]\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let out = db
+        .command(&["enrich", "--all"])
+        .env("DMARC_INGEST_DNS_NAMESERVERS", &dns.nameservers[0])
+        .env("DMARC_INGEST_DNS_TIMEOUT_MS", "300")
+        .env("DMARC_INGEST_ENRICH_ASN_DATABASE", &networks)
+        .env("DMARC_INGEST_ENRICH_SERVICES_FILE", &services)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("9 addresses looked up"), "{stderr}");
+    assert_eq!(
+        db.rows(
+            "SELECT sender, country FROM {database}.records_enriched WHERE source_ip = '192.0.2.1'"
+        ),
+        vec![vec!["Example Mail".to_string(), String::new()]]
+    );
 }

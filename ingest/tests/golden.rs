@@ -22,7 +22,7 @@ fn fixtures() -> Vec<PathBuf> {
             if path.is_dir() {
                 stack.push(path);
             } else if !name.starts_with('.')
-                && ![".md", ".py", ".tsv", ".jsonl"]
+                && ![".md", ".py", ".tsv", ".jsonl", ".toml"]
                     .iter()
                     .any(|e| name.ends_with(e))
             {

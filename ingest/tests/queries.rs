@@ -24,6 +24,13 @@
 //! - `$__dateFilter(col)` -> `col >= toDate('FROM') AND col <= toDate('TO')` (for `Date`
 //!   columns: 18.16 compares a `Date` with a `DateTime` wrongly and returns no rows)
 //! - `$__fromTime`, `$__toTime` -> `toDateTime(FROM)`, `toDateTime(TO)`
+//! - the source dashboard's variables ([`SOURCE_VARIABLES`]), each tested in the condition
+//!   of its own `$__conditionalAll(..., $ip)` (empty or "All": `1=1`): the textboxes `ip`
+//!   and `network` as `${ip:percentencode}` inside `decodeURLComponent('...')` (Grafana's
+//!   percentencode leaves only `A-Z a-z 0-9 - _ . ~` and `%XX`: nothing a user types
+//!   can end the string), `service` (hex values, like `domain`) as
+//!   `unhex(arrayJoin([${service:singlequote}]))`. A dashboard with them runs each panel
+//!   once more per variable, with that one set ([`source_selections`]).
 //!
 //! Any other `$` in a query fails the test (`$domain` or `${domain}` elsewhere too: their
 //! format splices values unescaped): a new macro is added here on purpose.
@@ -194,6 +201,31 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02X}")).collect()
 }
 
+/// The source dashboard's variables and the one format each is read with.
+const SOURCE_VARIABLES: [(&str, &str); 3] = [
+    ("ip", "percentencode"),
+    ("network", "percentencode"),
+    ("service", "singlequote"),
+];
+
+/// The source variables set for a query: (name, value: a textbox's text, or one hex value
+/// of `service`). Those not listed are empty or "All".
+type SourceSelection<'a> = &'a [(&'a str, String)];
+
+/// Grafana's `percentencode` (encodeURIComponent, and `!'()*` too): `A-Z a-z 0-9 - _ . ~`
+/// stay, every other byte becomes `%XX`.
+fn percentencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 const CONDITIONAL_ALL: &str = "$__conditionalAll(";
 
 /// The arguments of the macro whose `(` is at `open`, as the plugin splits them: at commas
@@ -262,6 +294,11 @@ fn conditional_alls(sql: &str) -> Vec<(String, String)> {
 /// condition. A macro without two arguments stops the expansion where it is (the plugin
 /// returns the query as it stands).
 fn expand_conditional_all(sql: &str, domain: Domain) -> String {
+    expand_conditional_all_with(sql, domain, &[])
+}
+
+/// [`expand_conditional_all`], with the source variables of `source` set.
+fn expand_conditional_all_with(sql: &str, domain: Domain, source: SourceSelection) -> String {
     let mut s = sql.to_owned();
     while let Some(at) = s.rfind(CONDITIONAL_ALL) {
         let Some((args, end)) = macro_args(&s, at + CONDITIONAL_ALL.len() - 1) else {
@@ -270,8 +307,13 @@ fn expand_conditional_all(sql: &str, domain: Domain) -> String {
         if args.len() != 2 {
             return s;
         }
-        let everything =
-            variable_name(args[1]) == Some("domain") && (domain.all || domain.values.is_empty());
+        let everything = match variable_name(args[1]) {
+            Some("domain") => domain.all || domain.values.is_empty(),
+            Some(v) if SOURCE_VARIABLES.iter().any(|(n, _)| *n == v) => {
+                !source.iter().any(|(n, _)| *n == v)
+            }
+            _ => false,
+        };
         let phrase = if everything { "1=1" } else { args[0] }.to_owned();
         s.replace_range(at..end, &phrase);
     }
@@ -296,7 +338,12 @@ fn expand_call(sql: &str, macro_name: &str, expand: impl Fn(&str) -> String) -> 
 
 /// Expands the Grafana macros and the `domain` variable; an unknown `$...` is an error.
 fn expand(sql: &str, domain: Domain) -> Result<String, String> {
-    let mut s = expand_conditional_all(sql, domain);
+    expand_with(sql, domain, &[])
+}
+
+/// [`expand`], with the source variables of `source` set (the others empty or "All").
+fn expand_with(sql: &str, domain: Domain, source: SourceSelection) -> Result<String, String> {
+    let mut s = expand_conditional_all_with(sql, domain, source);
     s = expand_call(&s, "$__timeFilter", |c| {
         format!("{c} >= toDateTime({FROM_TS}) AND {c} <= toDateTime({TO_TS})")
     });
@@ -307,6 +354,17 @@ fn expand(sql: &str, domain: Domain) -> Result<String, String> {
         .replace("$__fromTime", &format!("toDateTime({FROM_TS})"))
         .replace("$__toTime", &format!("toDateTime({TO_TS})"))
         .replace("${domain:singlequote}", &singlequote(domain.values));
+    for (name, format) in SOURCE_VARIABLES {
+        let value = source
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str());
+        let text = match format {
+            "percentencode" => percentencode(value),
+            _ => singlequote(&[value.to_owned()]),
+        };
+        s = s.replace(&format!("${{{name}:{format}}}"), &text);
+    }
     match s.find('$') {
         Some(at) if s[at..].starts_with("$domain") || s[at..].starts_with("${domain") => Err(
             "the `domain` variable is used only as ${domain:singlequote}, in the condition of \
@@ -424,22 +482,50 @@ fn lint(sql: &str) -> Vec<String> {
 
 /// The `domain` variable reaches a query only as hex digits: `${domain:singlequote}` only
 /// in the condition of `$__conditionalAll(..., $domain)`, and there only inside
-/// `unhex(arrayJoin([...]))`.
+/// `unhex(arrayJoin([...]))`; `service` the same way. The textboxes `ip` and `network`
+/// only as `decodeURLComponent('${ip:percentencode}')`, in their own condition.
 fn domain_filter_problems(sql: &str) -> Vec<String> {
     let mut problems = Vec::new();
     for (condition, variable) in conditional_alls(sql) {
-        if variable.trim() != "$domain" {
-            problems.push(format!(
-                "$__conditionalAll's second argument must be $domain, not {variable:?}"
-            ));
+        let name = variable.trim().strip_prefix('$').unwrap_or("");
+        let others = ["domain", "ip", "network", "service"]
+            .into_iter()
+            .filter(|n| *n != name);
+        for other in others {
+            if condition.contains(&format!("${{{other}"))
+                || has_word(&condition, &format!("${other}"))
+            {
+                problems.push(format!(
+                    "the condition of ${name} reads ${other}: {condition:?}"
+                ));
+            }
         }
-        if !condition.contains("unhex(arrayJoin([${domain:singlequote}]))")
-            || condition.matches("${domain").count() != 1
-        {
-            problems.push(format!(
-                "the condition reads the domain as unhex(arrayJoin([${{domain:singlequote}}])), \
-                 once: {condition:?}"
-            ));
+        match name {
+            "domain" | "service" => {
+                if !condition.contains(&format!("unhex(arrayJoin([${{{name}:singlequote}}]))"))
+                    || condition.matches(&format!("${{{name}")).count() != 1
+                {
+                    problems.push(format!(
+                        "the condition reads ${name} as unhex(arrayJoin([${{{name}:singlequote}}])), \
+                         once: {condition:?}"
+                    ));
+                }
+            }
+            "ip" | "network" => {
+                let read = format!("decodeURLComponent('${{{name}:percentencode}}')");
+                if !condition.contains(&read)
+                    || condition.matches(&format!("${{{name}")).count()
+                        != condition.matches(&read).count()
+                {
+                    problems.push(format!(
+                        "the condition reads ${name} only as {read}: {condition:?}"
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "$__conditionalAll's second argument must be $domain, $ip, $network or $service, \
+                 not {variable:?}"
+            )),
         }
     }
     let outside = expand_conditional_all(
@@ -449,8 +535,12 @@ fn domain_filter_problems(sql: &str) -> Vec<String> {
             values: &[],
         },
     );
-    if outside.contains("${domain") || outside.contains("$domain") {
-        problems.push("the domain variable is used outside $__conditionalAll".into());
+    for name in ["domain", "ip", "network", "service"] {
+        if outside.contains(&format!("${{{name}")) || has_word(&outside, &format!("${name}")) {
+            problems.push(format!(
+                "the {name} variable is used outside $__conditionalAll"
+            ));
+        }
     }
     problems
 }
@@ -594,6 +684,17 @@ fn recent_report(domain: &str, org: &str, id: &str, days_ago: u64) -> String {
             "lists.example.net",
             &(dkim("example.com", "pass") + &spf("lists.example.net", "pass")),
         ),
+        // A Microsoft 365 outbound host of the test DNS server: a known service.
+        record(
+            "192.0.2.44",
+            6,
+            "none",
+            ("pass", "pass"),
+            "",
+            "example.com",
+            "example.com",
+            &(dkim("example.com", "pass") + &spf("example.com", "pass")),
+        ),
         record(
             "2001:db8::1",
             2,
@@ -637,6 +738,7 @@ fn dashboards_and_provisioning_are_well_formed() {
         "overview.json",
         "policy-readiness.json",
         "reporters.json",
+        "source.json",
         "sources.json",
     ]
     .into();
@@ -764,9 +866,22 @@ fn dashboards_and_provisioning_are_well_formed() {
             });
         }
         let example = [hex("example.com")];
+        let set_one: Vec<Vec<(&str, String)>> = SOURCE_VARIABLES
+            .iter()
+            .map(|(n, _)| vec![(*n, hex("example.com"))])
+            .collect();
         for q in all {
             for (all, values) in [(true, &example[..]), (false, &example[..])] {
                 if let Err(e) = expand(&q.sql, Domain { all, values }) {
+                    problems.push(format!("{}: {e}", q.origin));
+                }
+            }
+            for source in &set_one {
+                let domain = Domain {
+                    all: true,
+                    values: &example,
+                };
+                if let Err(e) = expand_with(&q.sql, domain, source) {
                     problems.push(format!("{}: {e}", q.origin));
                 }
             }
@@ -775,6 +890,32 @@ fn dashboards_and_provisioning_are_well_formed() {
             }
             for l in domain_filter_problems(&q.sql) {
                 problems.push(format!("{}: {l}", q.origin));
+            }
+        }
+        // The source dashboard: its textboxes and its `service` variable (hex values, like
+        // `domain`).
+        if name(path) == "source.json" {
+            let find = |n: &str| {
+                dash["templating"]["list"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|v| v["name"] == n))
+            };
+            for textbox in ["ip", "network"] {
+                if find(textbox).map(|v| &v["type"]) != Some(&Value::from("textbox")) {
+                    problems.push(format!("source.json: no `{textbox}` textbox variable"));
+                }
+            }
+            match find("service") {
+                Some(v)
+                    if v["type"] == "query"
+                        && v["includeAll"] == true
+                        && v["datasource"]["uid"] == DATASOURCE_UID
+                        && v["definition"] == v["query"]
+                        && v["query"]
+                            .as_str()
+                            .is_some_and(|q| q.starts_with("SELECT hex(service) AS __value, ")) => {
+                }
+                other => problems.push(format!("source.json: `service` variable: {other:?}")),
             }
         }
         // The variable: hex values first (the plugin's value column), a label that cannot
@@ -797,7 +938,7 @@ fn dashboards_and_provisioning_are_well_formed() {
         }
     }
     let docs = doc_queries();
-    if !(10..=20).contains(&docs.len()) {
+    if !(10..=25).contains(&docs.len()) {
         problems.push(format!("docs/queries.md has {} sql blocks", docs.len()));
     }
     for q in &docs {
@@ -926,6 +1067,49 @@ fn domain_options(answer: &Value) -> Result<Vec<(String, String)>, String> {
     Ok(options)
 }
 
+/// The values the source variables are set to, one at a time, on a dashboard that has
+/// them: an address and a network name of the recent reports' sources (192.0.2.1, named
+/// mail.example.test by the test DNS server), and the first option of the `service`
+/// variable (none if no source of the test data is a known service: then that run is
+/// left out). Each run has `domain` "All".
+fn source_selections(dash: &Value, service_options: &[String]) -> Vec<(&'static str, String)> {
+    let names: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let mut out = Vec::new();
+    if names.contains(&"ip") {
+        out.push(("ip", "192.0.2.1".to_owned()));
+    }
+    if names.contains(&"network") {
+        out.push(("network", "Example.Test".to_owned()));
+    }
+    if let (true, Some(first)) = (names.contains(&"service"), service_options.first()) {
+        out.push(("service", first.clone()));
+    }
+    out
+}
+
+/// The query variables of `dash` other than `domain` (the source dashboard's `service`):
+/// (name, query).
+fn other_query_variables(dash: &Value) -> Vec<(String, String)> {
+    dash["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["type"] == "query" && v["name"] != "domain")
+        .map(|v| {
+            let query = match &v["query"] {
+                Value::String(s) => s.clone(),
+                q => q["rawSql"].as_str().unwrap_or("").to_owned(),
+            };
+            (v["name"].as_str().unwrap_or("").to_owned(), query)
+        })
+        .collect()
+}
+
 /// Runs every dashboard's `domain` variable and panels at `url` (a server whose dmarc
 /// database is `database`), the panels with each selection of the variable: "All",
 /// [`QUOTE_DOMAIN`] alone, and it with example.com; then checks that each domain filter
@@ -958,6 +1142,22 @@ fn run_dashboards(url: &str, database: &str, failures: &mut Vec<String>) -> usiz
             fail(&origin, &var_sql, format!("no option {missing}"));
             continue;
         }
+        // The other query variables (hex values and labels, like `domain`; they may list
+        // nothing): the source dashboard's `service`.
+        let mut service_options = Vec::new();
+        for (var, query) in other_query_variables(&dash) {
+            let origin = format!("{}: variable ${var}", name(&path));
+            let sql = qualify(&query, database);
+            ran += 1;
+            match run_at(url, &sql).and_then(|a| domain_options(&a)) {
+                Ok(o) if var == "service" => {
+                    service_options = o.into_iter().map(|(v, _)| v).collect()
+                }
+                Ok(_) => {}
+                Err(e) => fail(&origin, &sql, e),
+            }
+        }
+        let sources = source_selections(&dash, &service_options);
         let selections = [
             (
                 "All",
@@ -982,10 +1182,26 @@ fn run_dashboards(url: &str, database: &str, failures: &mut Vec<String>) -> usiz
             ),
         ];
         for q in panel_queries(&path, &dash) {
-            conditions.extend(conditional_alls(&q.sql).into_iter().map(|(c, _)| c));
-            for (selected, domain) in selections {
+            conditions.extend(
+                conditional_alls(&q.sql)
+                    .into_iter()
+                    .filter(|(_, v)| v.trim() == "$domain")
+                    .map(|(c, _)| c),
+            );
+            let runs = selections
+                .iter()
+                .map(|(selected, domain)| (selected.to_string(), *domain, None))
+                .chain(sources.iter().map(|(var, value)| {
+                    (
+                        format!("All, ${var} = {value:?}"),
+                        selections[0].1,
+                        Some((*var, value.clone())),
+                    )
+                }));
+            for (selected, domain, set) in runs {
                 let origin = format!("{} [domain: {selected}]", q.origin);
-                let sql = match expand(&q.sql, domain) {
+                let source: Vec<(&str, String)> = set.into_iter().collect();
+                let sql = match expand_with(&q.sql, domain, &source) {
                     Ok(s) => qualify(&s, database),
                     Err(e) => {
                         fail(&origin, &q.sql, e);
@@ -1622,7 +1838,7 @@ fn compose_clickhouse_users_on_clickhouse_18_16() {
     let dir = reports.path().display().to_string();
     let out = db
         .command(&["import", &dir])
-        .envs(as_ingest)
+        .envs(as_ingest.clone())
         .output()
         .unwrap();
     assert_eq!(
@@ -1632,6 +1848,19 @@ fn compose_clickhouse_users_on_clickhouse_18_16() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(db.number("SELECT count() FROM {database}.reports"), 3);
+    // The importer names the sources too (it writes source_names).
+    common::dns::shared_dns();
+    let out = db
+        .command(&["enrich"])
+        .envs(as_ingest.clone())
+        .env("DMARC_INGEST_DNS_TIMEOUT_MS", "300")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "enrich: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut problems = Vec::new();
     let secret = format!("SELECT x FROM {other}.secret");
     match run_at(&ingest, &secret) {

@@ -2,6 +2,7 @@
 //! `[enrich]`: how sources are named ([`crate::enrich`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -11,6 +12,8 @@ pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_DNS_ATTEMPTS: usize = 2;
 /// Default interval of the daemon's background name lookups.
 pub const DEFAULT_ENRICH_REFRESH_SECS: u64 = 600;
+/// Default number of source names kept in memory.
+pub const DEFAULT_ENRICH_CACHE_ENTRIES: usize = 100_000;
 
 /// `[enrich]`: naming the sources of records.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -20,12 +23,32 @@ pub struct EnrichConfig {
     /// background (0: never; `dmarc-ingest enrich` does it on demand).
     #[serde(deserialize_with = "crate::config::number")]
     pub refresh_secs: u64,
+    /// A MaxMind-format database giving AS numbers and organisations (GeoLite2-ASN,
+    /// IPinfo Lite, DB-IP ASN Lite...); none: those columns stay empty.
+    #[serde(deserialize_with = "optional_path")]
+    pub asn_database: Option<PathBuf>,
+    /// A MaxMind-format database giving countries (may be the ASN one's file).
+    #[serde(deserialize_with = "optional_path")]
+    pub country_database: Option<PathBuf>,
+    /// The user's services, added to the built-in ones (an entry of a built-in name
+    /// replaces it); the format of `ingest/data/services.toml`.
+    #[serde(deserialize_with = "optional_path")]
+    pub services_file: Option<PathBuf>,
+    /// Source names kept in memory (beside `source_names` in ClickHouse), so that names
+    /// looked up are not asked again in a while; bounds the cache's memory (~200 bytes
+    /// each).
+    #[serde(deserialize_with = "crate::config::number")]
+    pub cache_entries: usize,
 }
 
 impl Default for EnrichConfig {
     fn default() -> Self {
         EnrichConfig {
             refresh_secs: DEFAULT_ENRICH_REFRESH_SECS,
+            asn_database: None,
+            country_database: None,
+            services_file: None,
+            cache_entries: DEFAULT_ENRICH_CACHE_ENTRIES,
         }
     }
 }
@@ -83,6 +106,15 @@ impl DnsConfig {
         }
         Ok(())
     }
+}
+
+/// Deserializes a path; an empty one (as from `DMARC_INGEST_ENRICH_ASN_DATABASE=`) is none.
+fn optional_path<'de, D>(d: D) -> Result<Option<PathBuf>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = String::deserialize(d)?;
+    Ok((!text.trim().is_empty()).then(|| PathBuf::from(text.trim())))
 }
 
 /// Deserializes a list given as a TOML array of strings or as one comma-separated string

@@ -92,6 +92,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "007_source_daily",
         include_str!("../../../schema/007_source_daily.sql"),
     ),
+    (
+        8,
+        "008_source_networks",
+        include_str!("../../../schema/008_source_networks.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -131,6 +136,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         7,
         "007_source_daily",
         include_str!("../../../schema/cluster/007_source_daily.sql"),
+    ),
+    (
+        8,
+        "008_source_networks",
+        include_str!("../../../schema/cluster/008_source_networks.sql"),
     ),
 ];
 

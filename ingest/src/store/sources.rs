@@ -5,11 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 
-/// A source address of `records` (16 bytes, IPv4 mapped into IPv6) and its text.
+/// A source address of `records` (16 bytes, IPv4 mapped into IPv6), its text, and the
+/// most frequent passing SPF and DKIM domains of its records (lower case).
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
 pub struct SourceAddress {
     pub source_ip_v6: [u8; 16],
     pub source_ip: String,
+    pub spf_pass_domains: Vec<String>,
+    pub dkim_pass_domains: Vec<String>,
 }
 
 /// One row of `source_names`: one reverse lookup of one address.
@@ -24,8 +27,21 @@ pub struct SourceName {
     pub ptr_unconfirmed: String,
     /// Organisational domain of `ptr`.
     pub ptr_org: String,
+    /// When the row was made.
     pub resolved_at: u32,
+    /// When to look the address up again.
     pub expires_at: u32,
+    /// AS number (0 unknown), AS organisation, country (ISO 3166 alpha-2, "" unknown).
+    pub asn: u32,
+    pub as_org: String,
+    pub country: String,
+    /// The known service and its type ("" if none).
+    pub service: String,
+    pub service_type: String,
+    /// Who sends from the address ([`crate::enrich::sender`]).
+    pub sender: String,
+    /// The services data and databases the row was made with.
+    pub naming_version: String,
 }
 
 /// Which records' sources to look at.
@@ -58,12 +74,13 @@ impl Since {
 }
 
 impl Store {
-    /// Source addresses of records from `since` on that have no current lookup in
-    /// `source_names` (`queries/sources_to_resolve.sql`): at most `limit`, in address
-    /// order, those after `after` (the last of the previous page).
+    /// Source addresses of records from `since` on that have no current row in
+    /// `source_names` made with `naming_version` (`queries/sources_to_resolve.sql`): at
+    /// most `limit`, in address order, those after `after` (the last of the previous page).
     pub async fn sources_to_resolve(
         &self,
         since: &Since,
+        naming_version: &str,
         after: Option<[u8; 16]>,
         limit: usize,
     ) -> Result<Vec<SourceAddress>, StoreError> {
@@ -78,6 +95,7 @@ impl Store {
             .render(self.queries().sources_to_resolve, uuid::Uuid::nil())
             .replace("{since}", &since.sql()?)
             .replace("{after}", &after)
+            .replace("{naming_version}", &super::sql_string(naming_version))
             .replace("{limit}", &limit.to_string());
         self.retry("list the sources to resolve", || {
             self.client.query(&sql).fetch_all::<SourceAddress>()

@@ -4,6 +4,7 @@
 pub mod clickhouse;
 pub mod dns;
 pub mod imap;
+pub mod networks;
 
 use std::io::BufRead;
 use std::path::PathBuf;
