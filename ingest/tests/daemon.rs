@@ -820,3 +820,98 @@ fn the_daemon_names_new_sources_in_the_background() {
     assert_eq!(imap.counts(user, &["Archive"]), vec![1]);
     assert_eq!(terminate(daemon), 0);
 }
+
+#[test]
+fn the_daemon_ingests_with_the_dns_server_stopped_and_names_the_sources_once_it_is_back() {
+    // The daemon's DNS server is stopped: every mail is still stored and archived, the
+    // sources are named by their network meanwhile; started again, the next background
+    // pass names them by their reverse names.
+    let dns = common::dns::PrivateDns::new(5363);
+    dns.start();
+    dns.stop();
+    let imap = Dovecot::shared();
+    let user = "dm_dns_down";
+    imap.fresh_user(user);
+    let db = TestDb::fresh("daemon_dns_down");
+    let work = tempfile::tempdir().unwrap();
+    let networks = common::networks::test_database(work.path());
+    let begin = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400
+        * 86_400
+        - 86_400;
+    let reports: Vec<_> = ["192.0.2.1", "192.0.2.44"]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            let path = work.path().join(format!("report-{i}.xml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>receiver.example\
+                     </org_name><email>r@receiver.example</email><report_id>dns-down-{i}</report_id>\
+                     <date_range><begin>{begin}</begin><end>{}</end></date_range></report_metadata>\
+                     <policy_published><domain>example.com</domain><p>none</p></policy_published>\
+                     <record><row><source_ip>{ip}</source_ip><count>5</count><policy_evaluated>\
+                     <disposition>none</disposition><dkim>pass</dkim><spf>pass</spf></policy_evaluated>\
+                     </row><identifiers><header_from>example.com</header_from></identifiers>\
+                     <auth_results><spf><domain>example.com</domain><result>pass</result></spf>\
+                     </auth_results></record></feedback>",
+                    begin + 86_399
+                ),
+            )
+            .unwrap();
+            path
+        })
+        .collect();
+    imap.deliver(
+        user,
+        "INBOX",
+        &as_mails(&work.path().join("mails"), &reports),
+    );
+    let networks = networks.display().to_string();
+    let nameserver = dns.nameserver();
+    let daemon = spawn_daemon(
+        &db,
+        &imap,
+        user,
+        &[
+            ("DMARC_INGEST_ENRICH_REFRESH_SECS", "1"),
+            ("DMARC_INGEST_DNS_NAMESERVERS", nameserver.as_str()),
+            ("DMARC_INGEST_DNS_TIMEOUT_MS", "200"),
+            ("DMARC_INGEST_ENRICH_ASN_DATABASE", networks.as_str()),
+        ],
+    );
+    wait_until("both mails to be archived", Duration::from_secs(30), || {
+        imap.counts(user, &["INBOX", "Archive"]) == vec![0, 2]
+    });
+    assert_eq!(db.number("SELECT count() FROM {database}.records"), 2);
+    let senders = || {
+        db.rows(
+            "SELECT source_ip, sender, ptr_status FROM {database}.records_enriched \
+             ORDER BY source_ip",
+        )
+    };
+    let row = |ip: &str, sender: &str, status: &str| {
+        vec![ip.to_string(), sender.to_string(), status.to_string()]
+    };
+    wait_until("the network names", Duration::from_secs(30), || {
+        senders()
+            == vec![
+                row("192.0.2.1", "EXAMPLE-MAIL-NET", "failed"),
+                row("192.0.2.44", "EXAMPLE-MAIL-NET", "failed"),
+            ]
+    });
+
+    dns.start();
+    wait_until("the reverse names", Duration::from_secs(30), || {
+        senders()
+            == vec![
+                row("192.0.2.1", "example.test", "confirmed"),
+                row("192.0.2.44", "Microsoft 365", "confirmed"),
+            ]
+    });
+    assert_eq!(terminate(daemon), 0);
+}

@@ -33,3 +33,63 @@ pub fn shared_dns() -> DnsConfig {
         ..DnsConfig::default()
     }
 }
+
+/// A DNS server of its own (the same script and zones on other ports, state in a
+/// temporary directory), for a test that stops and starts it; stopped when dropped.
+pub struct PrivateDns {
+    state: tempfile::TempDir,
+    ports: [u16; 3],
+}
+
+impl PrivateDns {
+    /// A server answering on 127.0.0.1:`port`, its knot on `port + 1`, its silent port
+    /// `port + 2`; not started yet.
+    pub fn new(port: u16) -> PrivateDns {
+        PrivateDns {
+            state: tempfile::tempdir().unwrap(),
+            ports: [port, port + 1, port + 2],
+        }
+    }
+
+    /// `ip:port` to ask.
+    pub fn nameserver(&self) -> String {
+        format!("127.0.0.1:{}", self.ports[0])
+    }
+
+    fn run(&self, action: &str) {
+        let out = Command::new(repo_root().join("deploy/dev/dns.sh"))
+            .arg(action)
+            .env("DMARC_STATE_DIR", self.state.path())
+            .env("DMARC_DNS_PORT", self.ports[0].to_string())
+            .env("DMARC_DNS_AUTH_PORT", self.ports[1].to_string())
+            .env("DMARC_DNS_SILENT_PORT", self.ports[2].to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dns.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start(&self) {
+        shared_dns();
+        self.run("start");
+    }
+
+    pub fn stop(&self) {
+        self.run("stop");
+    }
+}
+
+impl Drop for PrivateDns {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("deploy/dev/dns.sh"))
+            .arg("stop")
+            .env("DMARC_STATE_DIR", self.state.path())
+            .env("DMARC_DNS_PORT", self.ports[0].to_string())
+            .env("DMARC_DNS_AUTH_PORT", self.ports[1].to_string())
+            .env("DMARC_DNS_SILENT_PORT", self.ports[2].to_string())
+            .output();
+    }
+}
