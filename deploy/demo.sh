@@ -82,7 +82,7 @@ q "SELECT policy_domain, count() AS reports, sum(message_count) AS messages FROM
 echo "-- top sources"
 q "SELECT source_ip, sum(message_count) AS messages, sumIf(message_count, policy_dkim = 'pass' OR policy_spf = 'pass') AS dmarc_pass FROM dmarc.records GROUP BY source_ip ORDER BY messages DESC LIMIT 10 FORMAT PrettyCompactNoEscapes"
 echo "-- who sends (records_enriched: service, else reverse-DNS organisation, else network)"
-q "SELECT sender, service_type, groupUniqArray(source_ip) AS sources, any(country) AS country, sum(message_count) AS messages FROM dmarc.records_enriched GROUP BY sender, service_type ORDER BY messages DESC LIMIT 15 FORMAT PrettyCompactNoEscapes"
+q "SELECT sender, service_type, any(country) AS country, uniqExact(source_ip) AS addresses, arraySlice(groupUniqArray(source_ip), 1, 3) AS some_addresses, sum(message_count) AS messages FROM dmarc.records_enriched GROUP BY sender, service_type ORDER BY messages DESC LIMIT 15 FORMAT PrettyCompactNoEscapes"
 echo "-- failures (mail moved to Invalid; each mail once, with how often it was delivered)"
 q "SELECT source, reason, deliveries FROM dmarc.failures ORDER BY toUInt32OrZero(extract(source, ' uid ([0-9]+) ')), source LIMIT 20 FORMAT PrettyCompactNoEscapes"
 

@@ -20,10 +20,10 @@
 //! - [`enrich`]: source addresses stored in `records` -> their names in `source_names`:
 //!   reverse name, network, country, service, sender (`dmarc-ingest enrich` and the
 //!   daemon's background pass; never on the ingest path).
-//! - [`networks`]: an address -> AS number, AS organisation, country (MaxMind-format
-//!   databases of `[enrich]`).
-//! - [`services`]: what is known of a source -> the sending service it belongs to
-//!   (`ingest/data/services.toml` and the user's `[enrich] services_file`).
+//!   Its parts: [`enrich::networks`] (an address -> AS number, AS organisation,
+//!   country, from MaxMind-format databases) and [`enrich::services`] (what is known of a
+//!   source -> its sending service: `ingest/data/services.toml` and the user's
+//!   `[enrich] services_file`).
 //! - [`resolver`]: every DNS lookup, as `[dns]` says: an address -> its reverse name,
 //!   checked forward (a failure is never taken for an absence).
 //! - [`tls`]: system roots + an optional CA file -> the TLS client settings of every
@@ -44,11 +44,9 @@ pub mod input;
 pub mod mailbox;
 pub mod message;
 pub mod metrics;
-pub mod networks;
 pub mod pipeline;
 pub mod report;
 pub mod resolver;
 pub mod rows;
-pub mod services;
 pub mod store;
 pub mod tls;

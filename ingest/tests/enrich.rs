@@ -143,10 +143,10 @@ fn names_of_stored_sources_are_looked_up_and_failures_asked_again() {
 fn a_run_reads_its_addresses_a_page_at_a_time_and_asks_each_once() {
     // Pages of 2 over the 6 sources: 3 pages; the two that fail are not stored, and the
     // run still asks each address once (it walks the addresses in order).
+    use dmarc_ingest::enrich::networks::Networks;
+    use dmarc_ingest::enrich::services::Services;
     use dmarc_ingest::enrich::{enrich_stored, Enricher};
-    use dmarc_ingest::networks::Networks;
     use dmarc_ingest::resolver::Resolver;
-    use dmarc_ingest::services::Services;
     use dmarc_ingest::store::sources::Since;
     use dmarc_ingest::store::Store;
     let dns = common::dns::shared_dns();

@@ -5,7 +5,7 @@
 mod common;
 
 use dmarc_ingest::config::EnrichConfig;
-use dmarc_ingest::networks::{Network, Networks};
+use dmarc_ingest::enrich::networks::{Network, Networks};
 
 fn network(asn: u32, as_org: &str, country: &str) -> Network {
     Network {

@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// The built-in services data.
-pub const BUILT_IN: &str = include_str!("../data/services.toml");
+pub const BUILT_IN: &str = include_str!("../../data/services.toml");
 
 /// The kinds of service (`type` in the data file; `service_type` in ClickHouse).
 pub const SERVICE_TYPES: &[&str] = &[

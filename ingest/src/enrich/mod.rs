@@ -1,16 +1,18 @@
 //! Enrich: source addresses stored in `records` -> their names in `source_names`
 //! (`dmarc-ingest enrich`, and the daemon in the background), off the ingest path.
+//! Entry point: [`enrich_stored`].
 //!
-//! In: the addresses of records from a day on that have no current lookup
+//! In: the addresses of records from a day on that have no current name
 //! ([`Store::sources_to_resolve`]), with the passing SPF and DKIM domains of their
-//! records. Out: one `source_names` row per address answered, written in batches, and an
+//! records. Out: one `source_names` row per address, written in batches, and an
 //! [`EnrichSummary`]. A row holds the reverse name (confirmed, unconfirmed or absent:
-//! [`crate::resolver`]), the AS number, AS organisation and country
-//! ([`crate::networks`]), the known service ([`crate::services`]) and the `sender`
-//! ([`sender`]). Addresses are read [`PAGE`] at a time in address order; lookups run
-//! [`CONCURRENCY`] at a time. A lookup that failed (timeout, SERVFAIL, the resolver
-//! unreachable) writes nothing, so the address is asked again at the next run; an absent
-//! name is asked again sooner ([`ABSENT_LIFETIME`]) than a found one ([`NAME_LIFETIME`]).
+//! [`crate::resolver`]), the AS number, AS organisation and country ([`networks`]), the
+//! known service ([`services`]) and the [`sender`]. Addresses are read [`PAGE`] at a
+//! time in address order; lookups run [`CONCURRENCY`] at a time. A lookup that failed
+//! (timeout, SERVFAIL, the resolver unreachable) writes a row of status `failed` that
+//! names what is known without DNS, made as of time 0 (any answered row outranks it) and
+//! already expired, so the address is asked again at the next run; an absent name is
+//! asked again sooner ([`ABSENT_LIFETIME`]) than a found one ([`NAME_LIFETIME`]).
 //! Answers are also kept in memory ([`NameCache`], `[enrich] cache_entries`), so naming
 //! again (new services data or databases, a lost write) does not ask DNS again.
 
@@ -22,11 +24,15 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::config::Config;
-use crate::networks::{Network, Networks};
 use crate::resolver::{DnsFailure, Resolver, ReverseName};
-use crate::services::Services;
+
+pub mod networks;
+pub mod services;
+
 use crate::store::sources::{Since, SourceAddress, SourceName};
 use crate::store::{Store, StoreError};
+use networks::{Network, Networks};
+use services::Services;
 
 /// Lookups in flight at once.
 pub const CONCURRENCY: usize = 64;
