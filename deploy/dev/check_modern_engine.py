@@ -131,6 +131,7 @@ PLACEHOLDERS = {
     "{since}": "toDateTime('2025-01-01 00:00:00', 'UTC')",
     "{after}": "source_ip_v6 > toFixedString(unhex('00000000000000000000FFFFC0000201'), 16)",
     "{naming_version}": "'services:0 asn: country:'",
+    "{ingested}": "ingested_at >= toDateTime(1700000000)",
     "{limit}": "10000",
 }
 

@@ -423,8 +423,15 @@ fn enrich(config: &Config, all: bool, since: Option<String>) -> ExitCode {
     let result = rt.block_on(async {
         let store = Store::connect(&config.clickhouse).await?;
         store.check_schema().await?;
-        crate::enrich::enrich_stored(&store, &enricher, &since, crate::enrich::PAGE, &progress)
-            .await
+        crate::enrich::enrich_stored(
+            &store,
+            &enricher,
+            &since,
+            None,
+            crate::enrich::PAGE,
+            &progress,
+        )
+        .await
     });
     bar.finish_and_clear();
     match result {

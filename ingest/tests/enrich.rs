@@ -164,7 +164,7 @@ fn a_run_reads_its_addresses_a_page_at_a_time_and_asks_each_once() {
         100,
     );
     let summary = runtime.block_on(async {
-        enrich_stored(&store, &enricher, &Since::All, 2, &|step| {
+        enrich_stored(&store, &enricher, &Since::All, None, 2, &|step| {
             if let dmarc_ingest::enrich::Progress::More(n) = step {
                 assert_eq!(n, 2);
                 pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -189,11 +189,44 @@ fn a_run_reads_its_addresses_a_page_at_a_time_and_asks_each_once() {
         4
     );
 
+    // A pass over records stored from a time on sees only those: none stored since a
+    // minute from now; every record stored since a minute ago (the two failed, again).
+    let now = dmarc_ingest::store::now();
+    let later = runtime
+        .block_on(enrich_stored(
+            &store,
+            &enricher,
+            &Since::All,
+            Some(now + 60),
+            100,
+            &|_| {},
+        ))
+        .unwrap();
+    assert_eq!(later.pending, 0);
+    let recent = runtime
+        .block_on(enrich_stored(
+            &store,
+            &enricher,
+            &Since::All,
+            Some(now - 60),
+            100,
+            &|_| {},
+        ))
+        .unwrap();
+    assert_eq!((recent.pending, recent.failed), (2, 2));
+
     // The stored names lost: the same enricher names the four answered addresses again
     // from memory, without DNS; the two that failed are asked again.
     db.sql(&format!("TRUNCATE TABLE {}.source_names", db.database));
     let again = runtime
-        .block_on(enrich_stored(&store, &enricher, &Since::All, 100, &|_| {}))
+        .block_on(enrich_stored(
+            &store,
+            &enricher,
+            &Since::All,
+            None,
+            100,
+            &|_| {},
+        ))
         .unwrap();
     assert_eq!((again.pending, again.cached, again.failed), (6, 4, 2));
     assert_eq!(

@@ -253,14 +253,16 @@ fn lifetime(name: &ReverseName) -> Duration {
     }
 }
 
-/// Names the sources of records from `since` on that have no current name (none, an
-/// expired one, or one made with other services data or databases), and stores them,
-/// `page` addresses at a time (in address order: an address that failed is not asked twice
-/// in one run). `progress` is told of each page and of each address done.
+/// Names the sources of records from `since` on (stored from `stored_since` on, if given:
+/// Unix seconds) that have no current name (none, an expired one, or one made with other
+/// services data or databases), and stores them, `page` addresses at a time (in address
+/// order: an address that failed is not asked twice in one run). `progress` is told of
+/// each page and of each address done.
 pub async fn enrich_stored(
     store: &Store,
     enricher: &Enricher,
     since: &Since,
+    stored_since: Option<u32>,
     page: usize,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<EnrichSummary, StoreError> {
@@ -270,7 +272,7 @@ pub async fn enrich_stored(
     let mut after = None;
     loop {
         let sources = store
-            .sources_to_resolve(since, &naming_version, after, page)
+            .sources_to_resolve(since, stored_since, &naming_version, after, page)
             .await?;
         let Some(last) = sources.last() else {
             break;
@@ -339,9 +341,19 @@ async fn name_page(
 /// The sources the daemon's background lookups look at: those of the last 30 days.
 pub const REFRESH_WINDOW_DAYS: u32 = 30;
 
+/// How often the daemon's pass looks at every source of the window (expired names, failed
+/// lookups, new services data); the passes between look only at records stored since the
+/// previous pass began (less [`STORED_MARGIN`]), which is cheap when little is new.
+pub const FULL_PASS_EVERY: Duration = Duration::from_secs(3_600);
+/// How far before the previous pass's start a partial pass looks (batches staged before
+/// it and published after it, clocks apart).
+pub const STORED_MARGIN: Duration = Duration::from_secs(900);
+
 /// The daemon's background naming: [`enrich_stored`] for the sources of the last
-/// [`REFRESH_WINDOW_DAYS`], at start and then every `every`, until `shutdown`. Runs beside
-/// ingestion and never holds it up; a failed pass is logged and done again next time.
+/// [`REFRESH_WINDOW_DAYS`], at start and then every `every`, until `shutdown` (a full pass
+/// at most every [`FULL_PASS_EVERY`], else the sources of records stored since the last
+/// pass). Runs beside ingestion and never holds it up; a failed pass is logged and done
+/// again next time.
 pub async fn refresh(
     store: Store,
     enricher: Enricher,
@@ -350,12 +362,26 @@ pub async fn refresh(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let since = Since::RecentDays(REFRESH_WINDOW_DAYS);
+    let mut last_full: Option<std::time::Instant> = None;
+    let mut last_start: Option<u32> = None;
     loop {
-        let pass = enrich_stored(&store, &enricher, &since, PAGE, &|_| {});
+        let full = last_full.is_none_or(|t| t.elapsed() >= FULL_PASS_EVERY);
+        let stored_since = match (full, last_start) {
+            (false, Some(start)) => Some(start.saturating_sub(STORED_MARGIN.as_secs() as u32)),
+            _ => None,
+        };
+        let started = (crate::store::now(), std::time::Instant::now());
+        let pass = enrich_stored(&store, &enricher, &since, stored_since, PAGE, &|_| {});
         let result = tokio::select! {
             result = pass => result,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
+        if result.is_ok() {
+            last_start = Some(started.0);
+            if full {
+                last_full = Some(started.1);
+            }
+        }
         match result {
             Ok(summary) => {
                 let answered = summary.confirmed + summary.unconfirmed + summary.absent;

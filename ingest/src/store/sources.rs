@@ -74,12 +74,14 @@ impl Since {
 }
 
 impl Store {
-    /// Source addresses of records from `since` on that have no current row in
-    /// `source_names` made with `naming_version` (`queries/sources_to_resolve.sql`): at
-    /// most `limit`, in address order, those after `after` (the last of the previous page).
+    /// Source addresses of records from `since` on (and, if given, stored from
+    /// `stored_since` on, Unix seconds) that have no current row in `source_names` made
+    /// with `naming_version` (`queries/sources_to_resolve.sql`): at most `limit`, in
+    /// address order, those after `after` (the last of the previous page).
     pub async fn sources_to_resolve(
         &self,
         since: &Since,
+        stored_since: Option<u32>,
         naming_version: &str,
         after: Option<[u8; 16]>,
         limit: usize,
@@ -95,6 +97,12 @@ impl Store {
             .render(self.queries().sources_to_resolve, uuid::Uuid::nil())
             .replace("{since}", &since.sql()?)
             .replace("{after}", &after)
+            .replace(
+                "{ingested}",
+                &stored_since.map_or("1".to_owned(), |t| {
+                    format!("ingested_at >= toDateTime({t}, 'UTC')")
+                }),
+            )
             .replace("{naming_version}", &super::sql_string(naming_version))
             .replace("{limit}", &limit.to_string());
         self.retry("list the sources to resolve", || {

@@ -9,12 +9,17 @@ SELECT
     topKArray(16)(arrayMap(d -> lower(d), arrayFilter((d, r) -> r = 'pass', dkim_domains, dkim_results))) AS dkim_pass_domains
 FROM {database}.records
 WHERE date_begin >= {since}
+  AND {ingested}
   AND {after}
   AND source_ip_v6 GLOBAL NOT IN
   (
       SELECT source_ip_v6
       FROM {database}.source_names
       WHERE expires_at > now() AND naming_version = {naming_version}
+        AND source_ip_v6 GLOBAL IN
+        (
+            SELECT source_ip_v6 FROM {database}.records WHERE date_begin >= {since} AND {ingested}
+        )
   )
 GROUP BY source_ip_v6
 ORDER BY source_ip_v6
