@@ -78,6 +78,11 @@ pub enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// The inventory of domains the team answers for (`[domains] file`).
+    Domains {
+        #[command(subcommand)]
+        action: DomainsAction,
+    },
     /// The IMAP daemon: mailboxes into ClickHouse, processed mail moved to the archive,
     /// mail without a valid report to the invalid mailbox. SIGTERM/SIGINT stop it
     /// cleanly.
@@ -92,6 +97,14 @@ pub enum Command {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainsAction {
+    /// Load the domains file into `dmarc.domains`: new and changed domains written,
+    /// domains gone from the file marked removed (never deleted); then list the policy
+    /// domains of stored reports that are not in it. Safe to re-run.
+    Sync,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +164,9 @@ pub fn main() -> ExitCode {
         } => rebuild_rollups(&config, &from, &to),
         Command::Import { paths } => import(&config, &paths),
         Command::Enrich { all, since } => enrich(&config, all, since),
+        Command::Domains {
+            action: DomainsAction::Sync,
+        } => domains_sync(&config),
         Command::Run { once } => run(&config, once),
     }
 }
@@ -361,6 +377,68 @@ fn schema_apply(config: &Config) -> ExitCode {
             }
             if dropped > 0 {
                 eprintln!("schema: dropped {dropped} stale staging partitions");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail_store(&e),
+    }
+}
+
+/// Unregistered domains named in the summary of `domains sync`.
+const UNREGISTERED_SHOWN: usize = 20;
+
+/// `domains sync`: the domains file into `dmarc.domains`, a summary, and the policy
+/// domains of stored reports that are not in the inventory.
+fn domains_sync(config: &Config) -> ExitCode {
+    let Some(path) = &config.domains.file else {
+        eprintln!("error: domains sync: no domains file ([domains] file)");
+        return ExitCode::from(exit::CONFIG);
+    };
+    let what = format!("domains file {}", path.display());
+    let listed = match std::fs::read_to_string(path)
+        .map_err(|e| format!("{what}: {e}"))
+        .and_then(|text| crate::inventory::parse(&text, &what))
+    {
+        Ok(listed) => listed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&config.clickhouse).await?;
+        store.check_schema().await?;
+        let stored = store.inventory().await?;
+        let rows = crate::inventory::changes(&stored, &listed, crate::store::now());
+        store.insert_rows("domain_inventory", &rows).await?;
+        let unregistered = store.unregistered_domains().await?;
+        Ok::<_, crate::store::StoreError>((rows, unregistered))
+    });
+    match result {
+        Ok((rows, unregistered)) => {
+            let removed = rows.iter().filter(|r| r.removed == 1).count();
+            eprintln!(
+                "domains sync: {} domains in {what}; {} new or changed, {removed} marked removed",
+                listed.len(),
+                rows.len() - removed
+            );
+            if !unregistered.is_empty() {
+                let shown: Vec<String> = unregistered
+                    .iter()
+                    .take(UNREGISTERED_SHOWN)
+                    .map(|d| format!("{} ({} reports)", d.domain, d.reports))
+                    .collect();
+                let more = unregistered.len().saturating_sub(UNREGISTERED_SHOWN);
+                eprintln!(
+                    "domains sync: {} domains of stored reports are not in the inventory (dmarc.unregistered_domains): {}{}",
+                    unregistered.len(),
+                    shown.join(", "),
+                    if more > 0 { format!(", and {more} more") } else { String::new() }
+                );
             }
             ExitCode::SUCCESS
         }

@@ -41,6 +41,7 @@ pub mod domains;
 pub mod enrich;
 pub mod failure;
 pub mod input;
+pub mod inventory;
 pub mod mailbox;
 pub mod message;
 pub mod metrics;

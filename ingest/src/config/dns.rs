@@ -25,14 +25,14 @@ pub struct EnrichConfig {
     pub refresh_secs: u64,
     /// A MaxMind-format database giving AS numbers and organisations (GeoLite2-ASN,
     /// IPinfo Lite, DB-IP ASN Lite...); none: those columns stay empty.
-    #[serde(deserialize_with = "optional_path")]
+    #[serde(deserialize_with = "crate::config::optional_path")]
     pub asn_database: Option<PathBuf>,
     /// A MaxMind-format database giving countries (may be the ASN one's file).
-    #[serde(deserialize_with = "optional_path")]
+    #[serde(deserialize_with = "crate::config::optional_path")]
     pub country_database: Option<PathBuf>,
     /// The user's services, added to the built-in ones (an entry of a built-in name
     /// replaces it); the format of `ingest/data/services.toml`.
-    #[serde(deserialize_with = "optional_path")]
+    #[serde(deserialize_with = "crate::config::optional_path")]
     pub services_file: Option<PathBuf>,
     /// Source names kept in memory (beside `source_names` in ClickHouse), so that names
     /// looked up are not asked again in a while; bounds the cache's memory (~200 bytes
@@ -109,7 +109,7 @@ impl DnsConfig {
 }
 
 /// Deserializes a path; an empty one (as from `DMARC_INGEST_ENRICH_ASN_DATABASE=`) is none.
-fn optional_path<'de, D>(d: D) -> Result<Option<PathBuf>, D::Error>
+pub(crate) fn optional_path<'de, D>(d: D) -> Result<Option<PathBuf>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {

@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod dns;
+mod domains;
 mod imap;
+pub(crate) use dns::optional_path;
 pub use dns::*;
+pub use domains::*;
 pub use imap::*;
 
 /// Prefix of the environment variables that override config keys.
@@ -75,6 +78,9 @@ pub struct Config {
     /// Naming the sources of records.
     #[serde(default)]
     pub enrich: EnrichConfig,
+    /// The inventory of domains the team answers for.
+    #[serde(default)]
+    pub domains: DomainsConfig,
 }
 
 /// Default address of the metrics endpoint.
@@ -472,6 +478,7 @@ impl Config {
             )));
         }
         self.dns.validate().map_err(ConfigError::Invalid)?;
+        self.domains.validate().map_err(ConfigError::Invalid)?;
         for account in self.accounts() {
             account
                 .validate()

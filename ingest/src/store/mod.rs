@@ -41,6 +41,7 @@ use uuid::Uuid;
 use crate::config::ClickHouseConfig;
 
 pub mod batch;
+pub mod domains;
 pub mod errors;
 pub mod rows;
 pub mod server;
@@ -97,6 +98,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "008_source_networks",
         include_str!("../../../schema/008_source_networks.sql"),
     ),
+    (
+        9,
+        "009_domains",
+        include_str!("../../../schema/009_domains.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -141,6 +147,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         8,
         "008_source_networks",
         include_str!("../../../schema/cluster/008_source_networks.sql"),
+    ),
+    (
+        9,
+        "009_domains",
+        include_str!("../../../schema/cluster/009_domains.sql"),
     ),
 ];
 
