@@ -1029,7 +1029,22 @@ fn write_recent_reports(dir: &Path) {
     ] {
         std::fs::write(dir.join(file), recent_report(domain, org, id, days_ago)).unwrap();
     }
+    // A reporter that reported every day for a week, then stopped 20 days ago: gone
+    // silent (a quiet domain's reporters, with long gaps as a matter of course, are not).
+    for domain in ["example.com", QUOTE_DOMAIN] {
+        for day in 20..20 + STEADY_DAYS {
+            let id = format!("steady-{}-{day}", hex(domain));
+            let report = recent_report(domain, "Steady Reporter", &id, day);
+            std::fs::write(dir.join(format!("{id}.xml")), report).unwrap();
+        }
+    }
 }
+
+/// Days the steady reporter of [`write_recent_reports`] reported, per domain.
+const STEADY_DAYS: u64 = 7;
+
+/// Reports [`write_recent_reports`] writes.
+const RECENT_REPORTS: u64 = 3 + 2 * STEADY_DAYS;
 
 /// The options of a `domain` variable from its query's answer, as (value, label): checked
 /// to be the hex of a stored domain first, then that domain with `'` and `\` as `?`.
@@ -1295,7 +1310,7 @@ fn every_shipped_query_runs_on_clickhouse() {
             "SELECT count() FROM {{database}}.reports WHERE hex(policy_domain) = '{}'",
             hex(QUOTE_DOMAIN)
         )),
-        1,
+        1 + STEADY_DAYS,
         "the quote domain is not stored as sent"
     );
 
@@ -1847,7 +1862,10 @@ fn compose_clickhouse_users_on_clickhouse_18_16() {
         "import: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(db.number("SELECT count() FROM {database}.reports"), 3);
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.reports"),
+        RECENT_REPORTS
+    );
     // The importer names the sources too (it writes source_names).
     common::dns::shared_dns();
     let out = db
@@ -1897,7 +1915,10 @@ fn compose_clickhouse_users_on_clickhouse_18_16() {
             ));
         }
     }
-    assert_eq!(db.number("SELECT count() FROM {database}.reports"), 3);
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.reports"),
+        RECENT_REPORTS
+    );
     db.sql(&format!("DROP DATABASE IF EXISTS {other}"));
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
