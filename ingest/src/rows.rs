@@ -1,10 +1,11 @@
 //! Rows: a report's header and its records -> one owned, flat, typed [`RecordRow`] per
-//! record ([`RecordRows::row`]). Pure. Every output is an encoding of these rows:
+//! record ([`RecordRows::row`]), and the report's row ([`staged_report`]). Pure. Every
+//! output is an encoding of these rows:
 //! - `parse` JSON lines and CSV ([`RowWriter`]): column names, order and values come from
 //!   one list, `for_each_column`, so the two formats and the CSV header cannot drift;
 //! - ClickHouse: the serde form of a [`RecordRow`] is its `records` row (fields in the
 //!   table's column order; [`ReportDetails`], the report's values `records` does not
-//!   repeat, is skipped).
+//!   repeat, is skipped), and a [`StagedReport`] is a `reports_staging` row.
 //!
 //! A new column: its field in [`RecordRow`] (or [`ReportDetails`]), its value where the
 //! row is made, its line in `for_each_column`; then a migration and the docs.
@@ -26,11 +27,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::domains;
 use crate::report::{Keyword, Record, ReportError, ReportHeader};
+
+/// This parser's version, written with every row of `reports` and `ingest_log`.
+pub const PARSER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// One record's row: its values and its report's (shared by the report's rows). The
 /// serde form is the row of ClickHouse `records`, field for column, in the table's order.
@@ -484,6 +488,107 @@ fn datetime(value: i64, what: &str) -> Result<u32, ReportError> {
     })
 }
 
+/// A report's identity after normalisation: the same report delivered twice (or from two
+/// mailboxes) has the same identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReportIdentity {
+    pub org_name: String,
+    pub report_id: String,
+    pub policy_domain: String,
+    pub date_begin: u32,
+}
+
+/// The identity of a report header (its fields are normalised by the parser).
+pub fn identity(header: &ReportHeader) -> Result<ReportIdentity, ReportError> {
+    Ok(ReportIdentity {
+        org_name: header.org_name.clone(),
+        report_id: header.report_id.clone(),
+        policy_domain: header.policy.domain.clone(),
+        date_begin: datetime(header.date_begin, "date_begin")?,
+    })
+}
+
+/// One row of `reports_staging`: the `reports` columns, then `batch_id`.
+#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct StagedReport {
+    pub policy_domain: String,
+    pub date_begin: u32,
+    pub date_end: u32,
+    pub org_name: String,
+    pub report_id: String,
+    pub email: String,
+    pub extra_contact_info: String,
+    pub version: String,
+    pub generator: String,
+    pub report_errors: Vec<String>,
+    pub published_adkim: String,
+    pub published_aspf: String,
+    pub published_p: String,
+    pub published_sp: String,
+    pub published_np: String,
+    pub published_pct: Option<u8>,
+    pub published_fo: String,
+    pub published_testing: String,
+    pub published_discovery_method: String,
+    pub report_extensions: Vec<String>,
+    pub problems: Vec<String>,
+    pub record_count: u64,
+    pub message_count: u64,
+    pub source: String,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub ingest_id: Uuid,
+    pub ingested_at: u32,
+    pub parser_version: String,
+    /// The publish batch; set by the store when it publishes.
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub batch_id: Uuid,
+}
+
+/// The staged `reports` row of a finished report: its `header`, its (records, messages)
+/// `counts`, read from `source` by the import attempt `ingest_id` at `ingested_at`.
+pub fn staged_report(
+    header: &ReportHeader,
+    counts: (u64, u64),
+    source: &str,
+    ingest_id: Uuid,
+    ingested_at: u32,
+) -> Result<StagedReport, ReportError> {
+    fn text(k: &Option<Keyword>) -> String {
+        k.as_deref().unwrap_or("").to_owned()
+    }
+    let p = &header.policy;
+    Ok(StagedReport {
+        policy_domain: p.domain.clone(),
+        date_begin: datetime(header.date_begin, "date_begin")?,
+        date_end: datetime(header.date_end, "date_end")?,
+        org_name: header.org_name.clone(),
+        report_id: header.report_id.clone(),
+        email: header.email.clone(),
+        extra_contact_info: header.extra_contact_info.clone().unwrap_or_default(),
+        version: header.version.clone().unwrap_or_default(),
+        generator: header.generator.clone().unwrap_or_default(),
+        report_errors: header.errors.clone(),
+        published_adkim: text(&p.adkim),
+        published_aspf: text(&p.aspf),
+        published_p: text(&p.p),
+        published_sp: text(&p.sp),
+        published_np: text(&p.np),
+        published_pct: p.pct,
+        published_fo: p.fo.clone().unwrap_or_default(),
+        published_testing: text(&p.testing),
+        published_discovery_method: text(&p.discovery_method),
+        report_extensions: header.extensions.clone(),
+        problems: header.problems.clone(),
+        record_count: counts.0,
+        message_count: counts.1,
+        source: source.to_owned(),
+        ingest_id,
+        ingested_at,
+        parser_version: PARSER_VERSION.into(),
+        batch_id: Uuid::nil(),
+    })
+}
+
 /// Unix seconds, written as ISO 8601 UTC (`2024-03-31T00:00:00Z`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UtcTime(pub i64);
@@ -801,6 +906,9 @@ mod tests {
         // A date ClickHouse cannot hold, even one repeated after the first record.
         h.date_end = i64::from(u32::MAX) + 1;
         assert!(matches!(rows.row(&h, r), Err(ReportError::BadMetadata(_))));
+        h.date_end = 0;
+        h.date_begin = -5;
+        assert!(matches!(identity(&h), Err(ReportError::BadMetadata(_))));
     }
 
     /// The fields of one RFC 4180 line (no CR or LF inside fields).
