@@ -230,8 +230,12 @@ fn check_report_outcome(out: &ReportOutcome, limits: &Limits) {
         // The rows of every record encode (JSON and CSV) without panicking.
         let mut json = RowWriter::new(Format::Jsonl, std::io::sink());
         let mut csv = RowWriter::new(Format::Csv, std::io::sink());
+        let mut record_rows = rows::RecordRows::new("fuzz");
         for r in &out.records {
-            let row = rows::record_row("fuzz", h, r);
+            // A date outside 1970-2106 repeated after the first record fails the rows.
+            let Ok(row) = record_rows.row(h, r.clone()) else {
+                continue;
+            };
             json.write(&row).expect("writing to a sink");
             csv.write(&row).expect("writing to a sink");
         }

@@ -13,7 +13,7 @@ use crate::input::{self, Flow, InputError, ReportSink};
 use crate::metrics::Metrics;
 use crate::pipeline;
 use crate::report::ReportReader;
-use crate::rows::{self, Format, RowWriter};
+use crate::rows::{Format, RecordRows, RowWriter};
 use crate::store::Store;
 
 /// Streams DMARC aggregate reports from IMAP or files into ClickHouse.
@@ -639,8 +639,9 @@ impl<W: Write> PrintRows<W> {
     ) -> Result<(), InputError> {
         self.streamed = 0;
         crate::pipeline::test_fault(&reader.header().report_id);
+        let mut rows = RecordRows::new(source);
         while let Some(record) = reader.next_record()? {
-            let row = rows::record_row(source, reader.header(), &record);
+            let row = rows.row(reader.header(), record)?;
             self.rows.write(&row).map_err(|e| InputError::Sink {
                 message: format!("cannot format row: {e}"),
                 kind: crate::failure::FailureKind::Output,

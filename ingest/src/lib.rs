@@ -10,7 +10,8 @@
 //! - [`message`]: one raw mail (MIME) -> its report attachments.
 //! - [`attachment`]: one attachment (`.xml`, `.gz`, `.zip`) -> XML streams, size-capped.
 //! - [`report`]: one XML stream -> report header and records, streamed.
-//! - [`rows`]: header + record -> one flat row (pure), and its JSON / CSV encodings.
+//! - [`rows`]: header + record -> one owned, flat row (pure); JSON, CSV and the ClickHouse
+//!   row are its encodings.
 //! - [`store`]: rows -> ClickHouse: migrations, staged batches, exactly-once publish.
 //! - [`pipeline`]: wires input -> report -> store (`import`), tagging every outcome.
 //! - [`daemon`]: IMAP mailboxes -> pipeline -> store, then mail moved to Archive/Invalid.

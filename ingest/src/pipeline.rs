@@ -17,6 +17,7 @@ use crate::config::Limits;
 use crate::failure::{truncate_reason, FailureKind, Retry};
 use crate::input::{self, Flow, InputError, ReportSink};
 use crate::report::ReportReader;
+use crate::rows::{self, RecordRows, ReportIdentity};
 use crate::store::{self, BatchWriter, LogEntry, PendingReport, ReportOutcome, Store, StoreError};
 
 /// What an import did.
@@ -340,7 +341,7 @@ impl<T: Clone + Send + 'static> Feeder<T> {
         if self.stopped.is_some() {
             return Ok(Flow::Stop);
         }
-        let identity = store::identity(reader.header()).map_err(store_input_error)?;
+        let identity = rows::identity(reader.header())?;
         test_fault(&identity.report_id);
         let Some(ingest_id) = self.writer.begin_report(&identity) else {
             self.events.push(Event::Duplicate {
@@ -353,40 +354,32 @@ impl<T: Clone + Send + 'static> Feeder<T> {
             });
             return Ok(Flow::Continue);
         };
-        let shared = store::SharedReportFields::new(reader.header(), ingest_id)
-            .map_err(store_input_error)?;
-        let mut index: u32 = 0;
+        let mut rows = RecordRows::new(source).ingest(ingest_id, store::now());
         while let Some(record) = reader.next_record()? {
-            let full = self.writer.push_record(store::stored_record(
-                &shared,
-                &reader.header().policy,
-                record,
-                index,
-            ));
-            index = index.saturating_add(1);
+            let full = self.writer.push_record(rows.row(reader.header(), record)?);
             if full {
                 self.runtime
                     .block_on(self.writer.flush_rows())
                     .map_err(store_input_error)?;
             }
         }
-        let after = store::identity(reader.header()).map_err(store_input_error)?;
+        let after = rows::identity(reader.header())?;
         if after != identity {
             return Err(InputError::Report(crate::report::ReportError::BadMetadata(
                 "<report_metadata> or <policy_published> came after the records".into(),
             )));
         }
+        let counts = (reader.records_read(), reader.messages_read());
+        let staged = rows::staged_report(reader.header(), counts, source, ingest_id, store::now())?;
         let pending = PendingReport {
             ingest_id,
             identity,
             source: source.to_owned(),
-            records: reader.records_read(),
-            messages: reader.messages_read(),
+            records: counts.0,
+            messages: counts.1,
             tag: self.tag.clone(),
         };
-        self.writer
-            .finish_report(reader.header(), pending)
-            .map_err(store_input_error)?;
+        self.writer.finish_report(staged, pending);
         Ok(Flow::Continue)
     }
 }
@@ -473,7 +466,7 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn identity_entry(source: &str, id: &store::ReportIdentity, ingest_id: Uuid) -> LogEntry {
+fn identity_entry(source: &str, id: &ReportIdentity, ingest_id: Uuid) -> LogEntry {
     LogEntry {
         org_name: id.org_name.clone(),
         report_id: id.report_id.clone(),

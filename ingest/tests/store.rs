@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::clickhouse::{write_reports, OwnServer, TestDb};
 use dmarc_ingest::config::Limits;
+use dmarc_ingest::rows;
 
 /// What the parser finds under `paths`, one entry per distinct report identity.
 fn parser_totals(paths: &[PathBuf]) -> HashMap<String, (u64, u64)> {
@@ -248,26 +249,13 @@ fn clickhouse_stopped_mid_import_fails_cleanly_then_catches_up() {
 
 #[test]
 fn a_staging_insert_repeated_after_a_lost_ack_is_published_once() {
-    use dmarc_ingest::report::ReportReader;
-    use dmarc_ingest::store::{self, Store};
+    use dmarc_ingest::store::Store;
     let db = TestDb::fresh("restaged");
-    let path = common::repo_root().join("sample-reports/reporters/google.xml");
-    let xml = std::fs::read(&path).unwrap();
-    let mut reader = ReportReader::open(&xml[..], &Limits::default()).unwrap();
-    let mut records = Vec::new();
-    while let Some(r) = reader.next_record().unwrap() {
-        records.push(r);
-    }
-    let header = reader.header().clone();
     let (ingest_id, batch_id) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    let shared = store::SharedReportFields::new(&header, ingest_id).unwrap();
-    let rows: Vec<_> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| store::stored_record(&shared, &header.policy, r, i as u32))
-        .collect();
+    let (header, rows) = google_rows(ingest_id);
     let count = rows.len() as u64;
-    let staged = store::staged_report(&header, (count, 0), "test", ingest_id, batch_id).unwrap();
+    let mut staged = staged_row(&header, count, ingest_id);
+    staged.batch_id = batch_id;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let published = runtime.block_on(async {
         let store = Store::connect(&db.config()).await.unwrap();
@@ -284,6 +272,28 @@ fn a_staging_insert_repeated_after_a_lost_ack_is_published_once() {
     assert!(published.published.contains(&ingest_id));
     assert_eq!(db.number("SELECT count() FROM {database}.records"), count);
     assert_eq!(db.number("SELECT count() FROM {database}.reports"), 1);
+}
+
+#[test]
+fn the_rows_have_the_columns_of_the_staging_tables_in_order() {
+    use clickhouse::Row;
+    let db = TestDb::fresh("row_columns");
+    let columns = |table: &str| -> Vec<String> {
+        let sql = format!(
+            "SELECT name FROM system.columns WHERE database = '{{database}}' AND table = '{table}'"
+        );
+        db.rows(&sql).into_iter().map(|mut r| r.remove(0)).collect()
+    };
+    assert_eq!(
+        columns("records_staging"),
+        rows::RecordRow::COLUMN_NAMES,
+        "rows::RecordRow"
+    );
+    assert_eq!(
+        columns("reports_staging"),
+        rows::StagedReport::COLUMN_NAMES,
+        "rows::StagedReport"
+    );
 }
 
 #[test]
@@ -338,7 +348,7 @@ fn a_batch_whose_staging_session_is_lost_fails_as_unavailable() {
     let result = runtime.block_on(async {
         let store = Store::connect(&db.config()).await.unwrap();
         let mut writer: BatchWriter<()> = BatchWriter::new(&store);
-        let identity = dmarc_ingest::store::identity(&header).unwrap();
+        let identity = rows::identity(&header).unwrap();
         writer.begin_report(&identity).unwrap();
         for row in rows {
             writer.push_record(row);
@@ -346,19 +356,17 @@ fn a_batch_whose_staging_session_is_lost_fails_as_unavailable() {
         writer.flush_rows().await.unwrap();
         // Waits for that staging insert (and stages nothing more): the session is free.
         writer.flush_rows().await.unwrap();
-        writer
-            .finish_report(
-                &header,
-                PendingReport {
-                    ingest_id,
-                    identity,
-                    source: "test".into(),
-                    records: count,
-                    messages: 0,
-                    tag: (),
-                },
-            )
-            .unwrap();
+        writer.finish_report(
+            staged_row(&header, count, ingest_id),
+            PendingReport {
+                ingest_id,
+                identity,
+                source: "test".into(),
+                records: count,
+                messages: 0,
+                tag: (),
+            },
+        );
         let session = writer
             .staging_session()
             .expect("a single server stages in a session")
@@ -382,25 +390,27 @@ fn google_rows(
     ingest_id: uuid::Uuid,
 ) -> (
     dmarc_ingest::report::ReportHeader,
-    Vec<dmarc_ingest::store::StoredRecord>,
+    Vec<dmarc_ingest::rows::RecordRow>,
 ) {
     use dmarc_ingest::report::ReportReader;
-    use dmarc_ingest::store;
     let path = common::repo_root().join("sample-reports/reporters/google.xml");
     let xml = std::fs::read(&path).unwrap();
     let mut reader = ReportReader::open(&xml[..], &Limits::default()).unwrap();
-    let mut records = Vec::new();
+    let mut record_rows = rows::RecordRows::new("test").ingest(ingest_id, 0);
+    let mut rows = Vec::new();
     while let Some(r) = reader.next_record().unwrap() {
-        records.push(r);
+        rows.push(record_rows.row(reader.header(), r).unwrap());
     }
-    let header = reader.header().clone();
-    let shared = store::SharedReportFields::new(&header, ingest_id).unwrap();
-    let rows = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| store::stored_record(&shared, &header.policy, r, i as u32))
-        .collect();
-    (header, rows)
+    (reader.into_header(), rows)
+}
+
+/// The staged reports row of a report of `records` records.
+fn staged_row(
+    header: &dmarc_ingest::report::ReportHeader,
+    records: u64,
+    ingest_id: uuid::Uuid,
+) -> dmarc_ingest::rows::StagedReport {
+    rows::staged_report(header, (records, 0), "test", ingest_id, 0).unwrap()
 }
 
 #[test]
@@ -414,26 +424,24 @@ fn a_report_short_of_staged_rows_is_not_published_nor_called_a_duplicate() {
     let outcomes = runtime.block_on(async {
         let store = Store::connect(&db.config()).await.unwrap();
         let mut writer: BatchWriter<()> = BatchWriter::new(&store);
-        let identity = dmarc_ingest::store::identity(&header).unwrap();
+        let identity = rows::identity(&header).unwrap();
         assert!(writer.begin_report(&identity).is_some());
         // One staged row goes missing (as after a staging insert that failed unseen).
         let count = rows.len() as u64;
         for row in rows.into_iter().skip(1) {
             writer.add_record(row).await.unwrap();
         }
-        writer
-            .finish_report(
-                &header,
-                PendingReport {
-                    ingest_id,
-                    identity,
-                    source: "test".into(),
-                    records: count,
-                    messages: 0,
-                    tag: (),
-                },
-            )
-            .unwrap();
+        writer.finish_report(
+            staged_row(&header, count, ingest_id),
+            PendingReport {
+                ingest_id,
+                identity,
+                source: "test".into(),
+                records: count,
+                messages: 0,
+                tag: (),
+            },
+        );
         writer.publish().await.unwrap()
     });
     assert_eq!(outcomes.len(), 1);
@@ -455,24 +463,22 @@ fn abandoning_a_report_keeps_the_rows_of_the_one_finished_before() {
     let outcomes = runtime.block_on(async {
         let store = Store::connect(&db.config()).await.unwrap();
         let mut writer: BatchWriter<()> = BatchWriter::new(&store);
-        let identity = dmarc_ingest::store::identity(&header).unwrap();
+        let identity = rows::identity(&header).unwrap();
         writer.begin_report(&identity).unwrap();
         for row in rows {
             assert!(!writer.push_record(row));
         }
-        writer
-            .finish_report(
-                &header,
-                PendingReport {
-                    ingest_id,
-                    identity,
-                    source: "test".into(),
-                    records: count,
-                    messages: 0,
-                    tag: (),
-                },
-            )
-            .unwrap();
+        writer.finish_report(
+            staged_row(&header, count, ingest_id),
+            PendingReport {
+                ingest_id,
+                identity,
+                source: "test".into(),
+                records: count,
+                messages: 0,
+                tag: (),
+            },
+        );
         writer.abandon_report();
         writer.publish().await.unwrap()
     });

@@ -15,9 +15,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use uuid::Uuid;
 
-use super::rows::{staged_report, ReportIdentity, StagedReport, StoredRecord};
 use super::{StagingTable, Store, StoreError};
-use crate::report::ReportHeader;
+use crate::rows::{RecordRow, ReportIdentity, StagedReport};
 
 /// What became of one report given to a [`BatchWriter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +44,7 @@ pub struct PendingReport<T> {
 /// A batch is published once it holds this many staged rows, whatever the report count.
 const MAX_ROWS_PER_PUBLISH: u64 = 2_000_000;
 
-/// ... or this many bytes of rows (as [`StoredRecord::estimated_bytes`] counts them): the
+/// ... or this many bytes of rows (as [`RecordRow::estimated_bytes`] counts them): the
 /// server squashes a publish into one block per partition, in memory.
 const MAX_BYTES_PER_PUBLISH: u64 = 512 << 20;
 
@@ -68,7 +67,7 @@ pub struct BatchWriter<T> {
     in_flight: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
     /// Set when a staging insert of this batch failed: the batch cannot be published.
     failed: Option<StoreError>,
-    rows: Vec<StoredRecord>,
+    rows: Vec<RecordRow>,
     rows_bytes: usize,
     /// Index in `rows` where the current report's rows start (for abandoning it).
     current_start: usize,
@@ -113,7 +112,7 @@ impl<T> BatchWriter<T> {
     }
 
     /// Adds one row of the current report; stages a full buffer.
-    pub async fn add_record(&mut self, row: StoredRecord) -> Result<(), StoreError> {
+    pub async fn add_record(&mut self, row: RecordRow) -> Result<(), StoreError> {
         if self.push_record(row) {
             self.flush_rows().await?;
         }
@@ -123,7 +122,7 @@ impl<T> BatchWriter<T> {
     /// Adds one row without staging; returns whether the buffer is full (by rows or
     /// bytes: then call [`BatchWriter::flush_rows`]). For callers that block on each async
     /// call.
-    pub fn push_record(&mut self, row: StoredRecord) -> bool {
+    pub fn push_record(&mut self, row: RecordRow) -> bool {
         self.rows_bytes += row.estimated_bytes();
         self.rows.push(row);
         self.rows.len() >= self.store.config.batch_rows || self.rows_bytes >= MAX_BUFFER_BYTES
@@ -175,28 +174,17 @@ impl<T> BatchWriter<T> {
     /// unpublished (no `reports_staging` row names them).
     pub fn abandon_report(&mut self) {
         self.rows.truncate(self.current_start);
-        self.rows_bytes = self.rows.iter().map(StoredRecord::estimated_bytes).sum();
+        self.rows_bytes = self.rows.iter().map(RecordRow::estimated_bytes).sum();
     }
 
-    /// Finishes the current report: it will be published with the batch.
-    pub fn finish_report(
-        &mut self,
-        header: &ReportHeader,
-        report: PendingReport<T>,
-    ) -> Result<(), StoreError> {
-        let staged = staged_report(
-            header,
-            (report.records, report.messages),
-            &report.source,
-            report.ingest_id,
-            Uuid::nil(),
-        )?;
+    /// Finishes the current report, whose staged row is `staged`: it will be published
+    /// with the batch.
+    pub fn finish_report(&mut self, staged: StagedReport, report: PendingReport<T>) {
         self.in_batch.insert(report.identity.clone());
         self.staged.push(staged);
         self.pending.push(report);
         // Its rows are the batch's now: abandoning a later report must not drop them.
         self.current_start = self.rows.len();
-        Ok(())
     }
 
     /// Whether the batch should be published now: by reports (`publish_reports`), rows,
@@ -333,15 +321,14 @@ mod tests {
     use super::*;
 
     fn staged(date_begin: u32) -> StagedReport {
-        let mut header = ReportHeader {
+        StagedReport {
             org_name: "o".into(),
             report_id: date_begin.to_string(),
-            date_begin: i64::from(date_begin),
-            date_end: i64::from(date_begin) + 86_399,
+            policy_domain: "example.com".into(),
+            date_begin,
+            date_end: date_begin + 86_399,
             ..Default::default()
-        };
-        header.policy.domain = "example.com".into();
-        staged_report(&header, (1, 1), "s", Uuid::nil(), Uuid::nil()).unwrap()
+        }
     }
 
     #[test]

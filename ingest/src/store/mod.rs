@@ -1,6 +1,7 @@
-//! Store: report headers and records -> ClickHouse, exactly once as analysts see it.
+//! Store: rows -> ClickHouse, exactly once as analysts see it.
 //!
-//! In: [`StoredRecord`] rows and finished reports, through a [`BatchWriter`]. Out: rows in
+//! In: rows made by [`crate::rows`] (a [`crate::rows::RecordRow`] per record, a
+//! [`StagedReport`] per finished report), through a [`BatchWriter`]. Out: rows in
 //! `records` and `reports`, one [`ReportOutcome`] per report (published or duplicate), and
 //! an `ingest_log` row for every outcome and failure. Also: `schema apply` (the numbered
 //! migrations of `schema/`, compiled in).
@@ -47,13 +48,11 @@ pub mod rows;
 pub mod server;
 pub mod sources;
 pub mod staging;
+pub use crate::rows::{ReportIdentity, StagedReport, PARSER_VERSION};
 pub use batch::{BatchWriter, PendingReport, ReportOutcome};
 use errors::classify;
 pub use errors::StoreError;
-pub use rows::{
-    identity, now, staged_report, stored_record, LogEntry, ReportIdentity, SharedReportFields,
-    StagedReport, StoredRecord, PARSER_VERSION,
-};
+pub use rows::{now, LogEntry};
 pub use staging::StagingTable;
 
 /// The migrations of `schema/`, in order: (version, name, SQL).

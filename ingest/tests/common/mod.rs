@@ -67,10 +67,11 @@ impl ReportSink for Collect {
             .strip_prefix(&self.strip)
             .unwrap_or(source)
             .to_owned();
+        let mut record_rows = rows::RecordRows::new(&source);
         let mut rows = Vec::new();
         while let Some(record) = reader.next_record()? {
-            let row = rows::record_row(&source, reader.header(), &record);
-            rows.push(serde_json::to_value(&row).unwrap());
+            let row = record_rows.row(reader.header(), record)?;
+            rows.push(serde_json::to_value(row.json()).unwrap());
         }
         self.reports += 1;
         self.records += reader.records_read();
