@@ -56,15 +56,20 @@ impl PrivateDns {
         format!("127.0.0.1:{}", self.ports[0])
     }
 
-    fn run(&self, action: &str) {
-        let out = Command::new(repo_root().join("deploy/dev/dns.sh"))
+    /// `dns.sh ACTION` for this server.
+    fn script(&self, action: &str) -> Command {
+        let mut command = Command::new(repo_root().join("deploy/dev/dns.sh"));
+        command
             .arg(action)
             .env("DMARC_STATE_DIR", self.state.path())
             .env("DMARC_DNS_PORT", self.ports[0].to_string())
             .env("DMARC_DNS_AUTH_PORT", self.ports[1].to_string())
-            .env("DMARC_DNS_SILENT_PORT", self.ports[2].to_string())
-            .output()
-            .unwrap();
+            .env("DMARC_DNS_SILENT_PORT", self.ports[2].to_string());
+        command
+    }
+
+    fn run(&self, action: &str) {
+        let out = self.script(action).output().unwrap();
         assert!(
             out.status.success(),
             "dns.sh {action}: {}",
@@ -84,12 +89,6 @@ impl PrivateDns {
 
 impl Drop for PrivateDns {
     fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("deploy/dev/dns.sh"))
-            .arg("stop")
-            .env("DMARC_STATE_DIR", self.state.path())
-            .env("DMARC_DNS_PORT", self.ports[0].to_string())
-            .env("DMARC_DNS_AUTH_PORT", self.ports[1].to_string())
-            .env("DMARC_DNS_SILENT_PORT", self.ports[2].to_string())
-            .output();
+        let _ = self.script("stop").output();
     }
 }
