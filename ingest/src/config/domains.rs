@@ -44,3 +44,38 @@ impl DomainsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::Accept;
+    use crate::config::Config;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_parts(toml, Path::new("t.toml"), &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_domains_file_comes_from_the_file_or_the_environment() {
+        let c = load("", &[]).unwrap();
+        assert_eq!((c.domains.file, c.domains.accept), (None, Accept::Any));
+        let c = load("[domains]\nfile = \"/etc/d.csv\"\n", &[]).unwrap();
+        assert_eq!(c.domains.file.unwrap(), Path::new("/etc/d.csv"));
+        let c = load("", &[("DMARC_INGEST_DOMAINS_FILE", "/x/d.csv")]).unwrap();
+        assert_eq!(c.domains.file.unwrap(), Path::new("/x/d.csv"));
+    }
+
+    #[test]
+    fn accepting_the_inventory_only_is_refused_until_it_is_enforced() {
+        let e = load("[domains]\naccept = \"inventory\"\n", &[]).unwrap_err();
+        assert!(e.contains("not supported yet"), "{e}");
+        let e = load("[domains]\naccept = \"some\"\n", &[]).unwrap_err();
+        assert!(e.contains("accept"), "{e}");
+    }
+}
