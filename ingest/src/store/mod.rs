@@ -102,6 +102,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "009_domains",
         include_str!("../../../schema/009_domains.sql"),
     ),
+    (
+        10,
+        "010_dns_checks_and_status",
+        include_str!("../../../schema/010_dns_checks_and_status.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -151,6 +156,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         9,
         "009_domains",
         include_str!("../../../schema/cluster/009_domains.sql"),
+    ),
+    (
+        10,
+        "010_dns_checks_and_status",
+        include_str!("../../../schema/cluster/010_dns_checks_and_status.sql"),
     ),
 ];
 
