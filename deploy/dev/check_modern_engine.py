@@ -133,6 +133,7 @@ PLACEHOLDERS = {
     "{naming_version}": "'services:0 asn: country:'",
     "{ingested}": "ingested_at >= toDateTime(1700000000)",
     "{limit}": "10000",
+    "{max_seen}": "1000",
 }
 
 

@@ -14,10 +14,11 @@
 # data: the names and addresses the tests expect). What each kind of answer looks like:
 #   - a name with records (PTR, A, AAAA, ...): NOERROR, from knot;
 #   - a name the zones lack: NXDOMAIN (e.g. PTR of 192.0.2.4);
-#   - 100.51.198.in-addr.arpa (198.51.100.0/24): SERVFAIL, a zone knot is given
-#     without a zone file (not loaded);
-#   - 113.0.203.in-addr.arpa (203.0.113.0/24): no answer at all (a timeout), forwarded
-#     to 127.0.0.1:${DMARC_DNS_SILENT_PORT:-5355}, where nothing may listen;
+#   - 100.51.198.in-addr.arpa (198.51.100.0/24) and servfail.test: SERVFAIL, zones knot
+#     is given without a zone file (not loaded);
+#   - 113.0.203.in-addr.arpa (203.0.113.0/24) and silent.test: no answer at all (a
+#     timeout), forwarded to 127.0.0.1:${DMARC_DNS_SILENT_PORT:-5355}, where nothing may
+#     listen;
 #   - any other name: REFUSED (nothing is forwarded off the machine).
 # DMARC_DNS_EXTRA_ZONES=DIR serves DIR/*.zone too (each file named after its zone, as
 # those of deploy/dev/dns/; the throughput bench generates one).
@@ -36,8 +37,8 @@ QUERY=$REPO/deploy/dev/dns_query.py
 D=$STATE/dns
 KNOT_CONF=$D/knot.conf
 DNSMASQ_CONF=$D/dnsmasq.conf
-SERVFAIL_ZONE=100.51.198.in-addr.arpa
-SILENT_ZONE=113.0.203.in-addr.arpa
+SERVFAIL_ZONES=(100.51.198.in-addr.arpa servfail.test)
+SILENT_ZONES=(113.0.203.in-addr.arpa silent.test)
 
 die() { echo "dns.sh: $*" >&2; exit 1; }
 
@@ -109,9 +110,11 @@ write_configs() {
             echo "  - domain: $name"
             echo "    file: $name.zone"
         done
-        # Configured without a file: knot cannot load it and answers SERVFAIL.
-        echo "  - domain: $SERVFAIL_ZONE"
-        echo "    file: $SERVFAIL_ZONE.zone"
+        # Configured without a file: knot cannot load them and answers SERVFAIL.
+        for name in "${SERVFAIL_ZONES[@]}"; do
+            echo "  - domain: $name"
+            echo "    file: $name.zone"
+        done
     } >"$KNOT_CONF"
     {
         echo "# Written by deploy/dev/dns.sh; edits are lost at the next start."
@@ -130,8 +133,12 @@ write_configs() {
             name=$(basename "$f" .zone)
             echo "server=/$name/127.0.0.1#$AUTH_PORT"
         done
-        echo "server=/$SERVFAIL_ZONE/127.0.0.1#$AUTH_PORT"
-        echo "server=/$SILENT_ZONE/127.0.0.1#$SILENT_PORT"
+        for name in "${SERVFAIL_ZONES[@]}"; do
+            echo "server=/$name/127.0.0.1#$AUTH_PORT"
+        done
+        for name in "${SILENT_ZONES[@]}"; do
+            echo "server=/$name/127.0.0.1#$SILENT_PORT"
+        done
     } >"$DNSMASQ_CONF"
 }
 

@@ -83,6 +83,11 @@ pub enum Command {
         #[command(subcommand)]
         action: DomainsAction,
     },
+    /// DNS checks of every inventory domain and of the busiest report domains.
+    Dns {
+        #[command(subcommand)]
+        action: DnsAction,
+    },
     /// The IMAP daemon: mailboxes into ClickHouse, processed mail moved to the archive,
     /// mail without a valid report to the invalid mailbox. SIGTERM/SIGINT stop it
     /// cleanly.
@@ -105,6 +110,14 @@ pub enum DomainsAction {
     /// domains gone from the file marked removed (never deleted); then list the policy
     /// domains of stored reports that are not in it. Safe to re-run.
     Sync,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsAction {
+    /// Read what every domain publishes (DMARC, SPF, MX, DKIM keys of the selectors seen,
+    /// MTA-STS, TLS-RPT) into `dns_checks`, then judge every inventory domain red, amber
+    /// or green into `domain_status`. Safe to re-run (each run is a new snapshot).
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +180,9 @@ pub fn main() -> ExitCode {
         Command::Domains {
             action: DomainsAction::Sync,
         } => domains_sync(&config),
+        Command::Dns {
+            action: DnsAction::Check,
+        } => dns_check(&config),
         Command::Run { once } => run(&config, once),
     }
 }
@@ -440,6 +456,34 @@ fn domains_sync(config: &Config) -> ExitCode {
                     if more > 0 { format!(", and {more} more") } else { String::new() }
                 );
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail_store(&e),
+    }
+}
+
+/// `dns check`: one DNS check run (see [`crate::dnscheck::run`]).
+fn dns_check(config: &Config) -> ExitCode {
+    let resolver = match crate::resolver::Resolver::new(&config.dns) {
+        Ok(resolver) => resolver,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let settings = crate::dnscheck::run::RunSettings::from_config(config);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&config.clickhouse).await?;
+        store.check_schema().await?;
+        crate::dnscheck::run::check_and_judge(&store, &resolver, &settings).await
+    });
+    match result {
+        Ok(summary) => {
+            eprintln!("dns check: {summary}");
             ExitCode::SUCCESS
         }
         Err(e) => fail_store(&e),

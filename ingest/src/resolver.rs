@@ -127,6 +127,95 @@ impl Resolver {
     }
 }
 
+/// The answer to one question of a DNS check: the records, or a definite "none".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Records<T> {
+    Found(Vec<T>),
+    /// NXDOMAIN, or the name has no records of the type.
+    None,
+}
+
+impl<T> Records<T> {
+    /// The records (empty for "none").
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            Records::Found(items) => items,
+            Records::None => Vec::new(),
+        }
+    }
+}
+
+/// One MX record: preference and exchange (lower case, no final dot; "" for the null MX
+/// "0 .").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailExchange {
+    pub preference: u16,
+    pub exchange: String,
+}
+
+impl Resolver {
+    /// The TXT records at `name`, each record's strings joined (RFC 7208 3.3: a record
+    /// longer than 255 bytes is published as several strings of one record). Bytes that
+    /// are not UTF-8 are replaced.
+    pub async fn txt(&self, name: &str) -> Result<Records<String>, DnsFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        Ok(
+            match sort(self.inner.txt_lookup(fqdn.as_str()).await, name)? {
+                Answer::NoRecords => Records::None,
+                Answer::Records(txts) => Records::Found(
+                    txts.into_iter()
+                        .map(|txt| {
+                            let bytes: Vec<u8> = txt
+                                .txt_data()
+                                .iter()
+                                .flat_map(|chunk| chunk.iter().copied())
+                                .collect();
+                            String::from_utf8_lossy(&bytes).into_owned()
+                        })
+                        .collect(),
+                ),
+            },
+        )
+    }
+
+    /// The MX records at `name`, by preference.
+    pub async fn mx(&self, name: &str) -> Result<Records<MailExchange>, DnsFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        Ok(
+            match sort(self.inner.mx_lookup(fqdn.as_str()).await, name)? {
+                Answer::NoRecords => Records::None,
+                Answer::Records(mxs) => {
+                    let mut found: Vec<MailExchange> = mxs
+                        .into_iter()
+                        .map(|mx| MailExchange {
+                            preference: mx.preference(),
+                            exchange: normalise(mx.exchange()),
+                        })
+                        .collect();
+                    found.sort_by(|a, b| {
+                        (a.preference, &a.exchange).cmp(&(b.preference, &b.exchange))
+                    });
+                    Records::Found(found)
+                }
+            },
+        )
+    }
+
+    /// Whether `name` has an A or AAAA record (an SPF `a`/`exists` lookup; "none" is a
+    /// void lookup).
+    pub async fn has_address(&self, name: &str) -> Result<bool, DnsFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match sort(self.inner.ipv4_lookup(fqdn.as_str()).await, name)? {
+            Answer::Records(found) if !found.is_empty() => return Ok(true),
+            _ => {}
+        }
+        Ok(matches!(
+            sort(self.inner.ipv6_lookup(fqdn.as_str()).await, name)?,
+            Answer::Records(found) if !found.is_empty()
+        ))
+    }
+}
+
 impl<T> Answer<T> {
     fn map<U>(self, f: impl FnMut(T) -> U) -> Answer<U> {
         match self {

@@ -12,6 +12,12 @@ pub const DEFAULT_DNS_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_DNS_ATTEMPTS: usize = 2;
 /// Default interval of the daemon's background name lookups.
 pub const DEFAULT_ENRICH_REFRESH_SECS: u64 = 600;
+/// Default interval of the daemon's DNS checks of every domain (6 hours).
+pub const DEFAULT_DNS_CHECK_INTERVAL_SECS: u64 = 6 * 3600;
+/// Default number of domains checked at once.
+pub const DEFAULT_DNS_CHECK_CONCURRENCY: usize = 64;
+/// Default number of report domains outside the inventory checked (the busiest).
+pub const DEFAULT_DNS_CHECK_SEEN_DOMAINS: usize = 1_000;
 /// Default number of source names kept in memory.
 pub const DEFAULT_ENRICH_CACHE_ENTRIES: usize = 100_000;
 
@@ -67,6 +73,17 @@ pub struct DnsConfig {
     /// Sends of one query before it counts as failed (and is tried again later).
     #[serde(deserialize_with = "crate::config::number")]
     pub attempts: usize,
+    /// The daemon checks every domain's DNS this often: seconds, or a number with s, m,
+    /// h or d ("6h"); 0: never (`dmarc-ingest dns check` does it on demand).
+    #[serde(deserialize_with = "interval")]
+    pub check_interval: u64,
+    /// Domains checked at once.
+    #[serde(deserialize_with = "crate::config::number")]
+    pub check_concurrency: usize,
+    /// Policy domains of reports that are not in the inventory checked too, the busiest
+    /// of the last 30 days first (0: the inventory only).
+    #[serde(deserialize_with = "crate::config::number")]
+    pub check_seen_domains: usize,
 }
 
 impl Default for DnsConfig {
@@ -75,6 +92,9 @@ impl Default for DnsConfig {
             nameservers: Vec::new(),
             timeout_ms: DEFAULT_DNS_TIMEOUT_MS,
             attempts: DEFAULT_DNS_ATTEMPTS,
+            check_interval: DEFAULT_DNS_CHECK_INTERVAL_SECS,
+            check_concurrency: DEFAULT_DNS_CHECK_CONCURRENCY,
+            check_seen_domains: DEFAULT_DNS_CHECK_SEEN_DOMAINS,
         }
     }
 }
@@ -104,6 +124,9 @@ impl DnsConfig {
         if self.attempts == 0 {
             return Err("dns.attempts must be at least 1".into());
         }
+        if self.check_concurrency == 0 {
+            return Err("dns.check_concurrency must be at least 1".into());
+        }
         Ok(())
     }
 }
@@ -115,6 +138,51 @@ where
 {
     let text = String::deserialize(d)?;
     Ok((!text.trim().is_empty()).then(|| PathBuf::from(text.trim())))
+}
+
+/// Deserializes an interval in seconds: a number, or a string of digits ending in s, m,
+/// h or d ("90s", "30m", "6h", "1d"; bare digits are seconds).
+fn interval<'de, D>(d: D) -> Result<u64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(u64),
+        String(String),
+    }
+    match NumberOrString::deserialize(d)? {
+        NumberOrString::Number(n) => Ok(n),
+        NumberOrString::String(text) => parse_interval(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// "6h" → 21600 (see [`interval`]).
+pub(crate) fn parse_interval(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let factor = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not an interval (e.g. 3600, \"90s\", \"30m\", \"6h\", \"1d\")"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| {
+            format!("{text:?} is not an interval (e.g. 3600, \"90s\", \"30m\", \"6h\", \"1d\")")
+        })
 }
 
 /// Deserializes a list given as a TOML array of strings or as one comma-separated string
@@ -174,6 +242,27 @@ mod tests {
         .unwrap();
         assert_eq!(c.dns.nameservers, ["127.0.0.1:5353", "10.0.0.1"]);
         assert_eq!(c.dns.timeout_ms, 500);
+    }
+
+    #[test]
+    fn the_check_interval_takes_seconds_or_units() {
+        assert_eq!(load("", &[]).unwrap().dns.check_interval, 6 * 3600);
+        for (text, secs) in [
+            ("\"6h\"", 21_600),
+            ("\"30m\"", 1_800),
+            ("90", 90),
+            ("\"1d\"", 86_400),
+            ("0", 0),
+        ] {
+            let c = load(&format!("[dns]\ncheck_interval = {text}\n"), &[]).unwrap();
+            assert_eq!(c.dns.check_interval, secs, "{text}");
+        }
+        let c = load("", &[("DMARC_INGEST_DNS_CHECK_INTERVAL", "2h")]).unwrap();
+        assert_eq!(c.dns.check_interval, 7_200);
+        let e = load("[dns]\ncheck_interval = \"6 hours\"\n", &[]).unwrap_err();
+        assert!(e.contains("not an interval"), "{e}");
+        let e = load("[dns]\ncheck_concurrency = 0\n", &[]).unwrap_err();
+        assert!(e.contains("dns.check_concurrency"), "{e}");
     }
 
     #[test]

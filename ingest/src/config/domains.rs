@@ -15,8 +15,11 @@ pub enum Accept {
     Inventory,
 }
 
+/// Default days of `p=none` before a domain turns red.
+pub const DEFAULT_P_NONE_DAYS: u32 = 90;
+
 /// `[domains]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DomainsConfig {
     /// The domains file (CSV, header `domain,owner,group,parked,contact`), loaded into
@@ -25,8 +28,23 @@ pub struct DomainsConfig {
     pub file: Option<PathBuf>,
     /// `any` (default) or `inventory`.
     pub accept: Accept,
-    /// The central team's report address, which every domain's `rua` should include.
+    /// The central team's report address, which every domain's `rua` should include
+    /// ('' : not checked).
     pub rua_address: String,
+    /// A domain whose DMARC policy has been `none` this many days is red (amber before).
+    #[serde(deserialize_with = "crate::config::number")]
+    pub p_none_days: u32,
+}
+
+impl Default for DomainsConfig {
+    fn default() -> Self {
+        DomainsConfig {
+            file: None,
+            accept: Accept::Any,
+            rua_address: String::new(),
+            p_none_days: DEFAULT_P_NONE_DAYS,
+        }
+    }
 }
 
 impl DomainsConfig {

@@ -42,6 +42,7 @@ use uuid::Uuid;
 use crate::config::ClickHouseConfig;
 
 pub mod batch;
+pub mod dns_checks;
 pub mod domains;
 pub mod errors;
 pub mod rows;
@@ -175,6 +176,8 @@ struct Queries {
     repair_reporter_daily: &'static str,
     repair_source_daily: &'static str,
     sources_to_resolve: &'static str,
+    dns_check_targets: &'static str,
+    status_inputs: &'static str,
 }
 
 const SINGLE_SERVER_QUERIES: Queries = Queries {
@@ -187,6 +190,8 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     repair_reporter_daily: include_str!("../../../schema/queries/repair_reporter_daily.sql"),
     repair_source_daily: include_str!("../../../schema/queries/repair_source_daily.sql"),
     sources_to_resolve: include_str!("../../../schema/queries/sources_to_resolve.sql"),
+    dns_check_targets: include_str!("../../../schema/queries/dns_check_targets.sql"),
+    status_inputs: include_str!("../../../schema/queries/status_inputs.sql"),
 };
 
 const CLUSTER_QUERIES: Queries = Queries {
@@ -201,6 +206,8 @@ const CLUSTER_QUERIES: Queries = Queries {
     ),
     repair_source_daily: include_str!("../../../schema/cluster/queries/repair_source_daily.sql"),
     sources_to_resolve: include_str!("../../../schema/cluster/queries/sources_to_resolve.sql"),
+    dns_check_targets: include_str!("../../../schema/cluster/queries/dns_check_targets.sql"),
+    status_inputs: include_str!("../../../schema/cluster/queries/status_inputs.sql"),
 };
 
 const STALE_STAGING_SQL: &str =
