@@ -5,25 +5,31 @@
 
 In:  deploy/grafana/dashboards/*.json (or the files given): each panel target's
      `rawSql` and each query variable's `query`.
-Out: OUT.sql, one statement per query (';'-separated, each after a `--` line naming
+Out: OUT.sql: first the test data of ingest/tests/common/generated_domains.sql (an
+     inventory of 10,000 generated domains with reports, DNS snapshots and status
+     history), then one statement per query (';'-separated, each after a `--` line naming
      dashboard and panel), with the Grafana macros expanded the way the
      grafana-clickhouse-datasource plugin expands them, for a fixed time range; each panel
-     twice, once per selection of the `domain` variable below; then checks that fail
-     (throwIf) unless the variable and the domain filters handle a stored policy_domain
-     with quotes and a trailing backslash (they insert one row into dmarc.reports, so the
-     file is for a scratch engine, as check-modern-engine.sh's). A dashboard with the
-     source variables (`ip`, `network`, `service`: source.json) has its panels written once
-     more per variable, with that one set. Exits 1 (and writes nothing) if a query uses a
-     macro or variable not listed below, so a new one is added here (and in
-     ingest/tests/queries.rs) on purpose.
+     twice, once per selection of the `domain` variable below (a single-value `domain`
+     variable, as on the one-domain dashboard: once per domain of SINGLE_DOMAINS); then
+     checks that fail (throwIf) unless the variables and the domain filters handle a stored
+     policy_domain with quotes and a trailing backslash (they insert one row into
+     dmarc.reports, so the file is for a scratch engine, as check-modern-engine.sh's). A
+     dashboard with other variables (the source dashboard's `ip`, `network`, `service`, the
+     league table's `owner` and `group`) has its panels written once more per variable,
+     with that one set. Exits 1 (and writes nothing) if a query uses a macro or variable
+     not listed below, so a new one is added here (and in ingest/tests/queries.rs) on
+     purpose.
 
 Expansion (the same as ingest/tests/queries.rs):
   $__conditionalAll(cond, $v) -> 1=1 for "All" (or nothing selected, or an empty
-                            textbox), else cond; v is domain, ip, network or service
+                            textbox), else cond; v is domain, ip, network, service, owner
+                            or group
   ${domain:singlequote}  -> the selected values, each in '...' with ' escaped as \' (and
                             nothing else, as Grafana does); the values are hex:
                             hex('example.com'), hex('o'brien"s.example\')
-  ${service:singlequote} -> the same, for the service variable (hex(service))
+  ${service:singlequote}, ${owner:singlequote}, ${group:singlequote}
+                         -> the same, for the service, owner and group variables (hex)
   ${ip:percentencode}, ${network:percentencode}
                          -> the textbox's text, percent-encoded as Grafana's percentencode
                             does (only A-Z a-z 0-9 - _ . ~ and %XX: safe in '...'); the
@@ -50,18 +56,24 @@ QUOTE_DOMAIN = "o'brien\"s.example\\"  # both quotes and a trailing backslash
 # written with (None is "All", which lists every value).
 VALUES = [d.encode().hex().upper() for d in (QUOTE_DOMAIN, "example.com")]
 SELECTIONS: dict[str, list[str] | None] = {"All": None, "the quote domain and example.com": VALUES}
-# The source variables (a dashboard with any of them is also written once per variable,
+# A single-value `domain` variable (no "All"): one domain at a time; gen-00011.example is a
+# generated domain with findings and a status history.
+SINGLE_DOMAINS = [d.encode().hex().upper() for d in (QUOTE_DOMAIN, "example.com", "gen-00011.example")]
+# The other variables (a dashboard with any of them is also written once per variable,
 # with that one set and the domain "All"): the value each is set to, and how a panel
 # reads it. The network text holds both quotes and a backslash: it must reach the SQL
-# only percent-encoded.
+# only percent-encoded. Owner and group: values of the generated inventory.
 SOURCE_VARIABLES: dict[str, tuple[str, str]] = {
     "ip": ("192.0.2.1", "percentencode"),
     "network": (QUOTE_DOMAIN, "percentencode"),
     "service": (QUOTE_DOMAIN.encode().hex().upper(), "singlequote"),
+    "owner": ("Owner 11".encode().hex().upper(), "singlequote"),
+    "group": ("Schools".encode().hex().upper(), "singlequote"),
 }
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
+GENERATED_DOMAINS = REPO / "ingest" / "tests" / "common" / "generated_domains.sql"
 CONDITIONAL_ALL = "$__conditionalAll("
 
 
@@ -165,20 +177,31 @@ def queries(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def quote_domain_checks(variable_sql: str, conditions: set[str]) -> list[str]:
-    """Statements that fail (throwIf) unless the domain variable lists QUOTE_DOMAIN as its
-    hex value with a label free of quotes and backslashes, and each domain filter
-    ($__conditionalAll condition) with it selected keeps that domain and no other. They
-    insert one row into dmarc.reports first: run them last, on a scratch engine."""
+def quote_domain_checks(variable_sqls: list[str], conditions: set[str]) -> list[str]:
+    """Statements that fail (throwIf) unless each domain variable lists QUOTE_DOMAIN as its
+    hex value with a label free of quotes and backslashes, each domain filter
+    ($__conditionalAll condition) with it selected keeps that domain and no other, and the
+    single-value variable's filter (unhex(arrayJoin([${domain:singlequote}]))) gives it
+    back. They insert one row into dmarc.reports first: run them last, on a scratch
+    engine."""
     literal = "'" + QUOTE_DOMAIN.replace("\\", "\\\\").replace("'", "\\'") + "'"
     label = QUOTE_DOMAIN.replace("'", "?").replace("\\", "?")
     out = [
         "INSERT INTO dmarc.reports (policy_domain, org_name, report_id)\n"
         f"VALUES ({literal}, 'extract_dashboard_sql', 'quote-domain-check')",
-        f"SELECT throwIf(countIf(__value = '{VALUES[0]}' AND __text = '{label}') != 1,\n"
-        "               'the domain variable does not list the quote domain as hex')\n"
-        f"FROM ({variable_sql.strip().rstrip(';')})",
     ]
+    for variable_sql in variable_sqls:
+        out.append(
+            f"SELECT throwIf(countIf(__value = '{VALUES[0]}' AND __text = '{label}') != 1,\n"
+            "               'the domain variable does not list the quote domain as hex')\n"
+            f"FROM ({variable_sql.strip().rstrip(';')})"
+        )
+    single = expand("SELECT unhex(arrayJoin([${domain:singlequote}])) AS d", VALUES[:1])
+    out.append(
+        f"SELECT throwIf(groupArray(d) != [{literal}],\n"
+        "               'the single-value domain filter does not give back the quote domain')\n"
+        f"FROM ({single})"
+    )
     for condition in sorted(conditions):
         out.append(
             f"SELECT throwIf(groupUniqArray(policy_domain) != [{literal}],\n"
@@ -198,21 +221,29 @@ def main() -> int:
         "-- Generated by deploy/dev/extract_dashboard_sql.py from the Grafana dashboards;\n"
         f"-- macros expanded for {FROM_DATE} .. {TO_DATE}, domain selections: {', '.join(SELECTIONS)}.\n"
     ]
+    chunks.append(
+        "-- The test data: ingest/tests/common/generated_domains.sql\n"
+        + GENERATED_DOMAINS.read_text(encoding="utf-8")
+    )
     count = 0
-    variable_sql, conditions = None, set()
+    variable_sqls, conditions = [], set()
     for path in files:
         dash = json.loads(path.read_text(encoding="utf-8"))
         names = {v.get("name") for v in dash.get("templating", {}).get("list", [])}
-        selections: dict[str, tuple[list[str] | None, dict[str, str]]] = {
-            selected: (values, {}) for selected, values in SELECTIONS.items()
-        }
+        domain_var = next((v for v in dash.get("templating", {}).get("list", []) if v.get("name") == "domain"), {})
+        if domain_var and not domain_var.get("multi"):
+            selections: dict[str, tuple[list[str] | None, dict[str, str]]] = {
+                bytes.fromhex(v).decode(): ([v], {}) for v in SINGLE_DOMAINS
+            }
+        else:
+            selections = {selected: (values, {}) for selected, values in SELECTIONS.items()}
         for name, (value, _) in SOURCE_VARIABLES.items():
             if name in names:
                 selections[f"All, {name} set"] = (None, {name: value})
         for label, raw in queries(path):
             variable = " variable $" in label
             if label.endswith("variable $domain"):
-                variable_sql = variable_sql or raw
+                variable_sqls.append(raw)
             at = 0
             while (at := raw.find(CONDITIONAL_ALL, at)) >= 0:
                 parsed = macro_args(raw, at + len(CONDITIONAL_ALL) - 1)
@@ -232,9 +263,9 @@ def main() -> int:
                 count += 1
                 if variable:
                     break
-    if variable_sql is not None:
+    if variable_sqls:
         chunks.append("-- Checks: the quote domain, selected, reaches exactly its rows.")
-        for sql in quote_domain_checks(variable_sql, conditions):
+        for sql in quote_domain_checks(variable_sqls, conditions):
             chunks.append(f"{sql};\n")
             count += 1
     out.write_text("\n".join(chunks), encoding="utf-8")

@@ -24,16 +24,26 @@
 //! - `$__dateFilter(col)` -> `col >= toDate('FROM') AND col <= toDate('TO')` (for `Date`
 //!   columns: 18.16 compares a `Date` with a `DateTime` wrongly and returns no rows)
 //! - `$__fromTime`, `$__toTime` -> `toDateTime(FROM)`, `toDateTime(TO)`
-//! - the source dashboard's variables ([`SOURCE_VARIABLES`]), each tested in the condition
-//!   of its own `$__conditionalAll(..., $ip)` (empty or "All": `1=1`): the textboxes `ip`
-//!   and `network` as `${ip:percentencode}` inside `decodeURLComponent('...')` (Grafana's
-//!   percentencode leaves only `A-Z a-z 0-9 - _ . ~` and `%XX`: nothing a user types
-//!   can end the string), `service` (hex values, like `domain`) as
-//!   `unhex(arrayJoin([${service:singlequote}]))`. A dashboard with them runs each panel
-//!   once more per variable, with that one set ([`source_selections`]).
+//! - the other variables ([`SOURCE_VARIABLES`]: the source dashboard's, the league table's),
+//!   each tested in the condition of its own `$__conditionalAll(..., $ip)` (empty or "All":
+//!   `1=1`): the textboxes `ip` and `network` as `${ip:percentencode}` inside
+//!   `decodeURLComponent('...')` (Grafana's percentencode leaves only `A-Z a-z 0-9 - _ . ~`
+//!   and `%XX`: nothing a user types can end the string), `service`, `owner` and `group`
+//!   (hex values, like `domain`) as `unhex(arrayJoin([${service:singlequote}]))`. A
+//!   dashboard with them runs each panel once more per variable, with that one set
+//!   ([`source_selections`]).
+//! - the one-domain dashboard's `domain` variable is single-valued (no "All"): its panels
+//!   read it only as `unhex(arrayJoin([${domain:singlequote}]))`, outside any
+//!   `$__conditionalAll`, and run once per domain of [`single_domains`].
 //!
 //! Any other `$` in a query fails the test (`$domain` or `${domain}` elsewhere too: their
 //! format splices values unescaped): a new macro is added here on purpose.
+//!
+//! Besides the reports, the test loads ingest/tests/common/generated_domains.sql: an
+//! inventory of 10,000 generated domains with their reports, DNS snapshots and status
+//! history, so that every query runs at that scale (and the league table and the
+//! one-domain dashboard have rows); [`league_and_domain_dashboards_show_the_inventory`]
+//! checks what they show.
 
 mod common;
 
@@ -101,6 +111,15 @@ fn panels(dash: &Value) -> Vec<&Value> {
     }
     out.retain(|p| p["type"] != "row");
     out
+}
+
+/// Whether the dashboard's `domain` variable is single-valued (no "All": the one-domain
+/// dashboard).
+fn single_domain_variable(dash: &Value) -> bool {
+    dash["templating"]["list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|v| v["name"] == "domain"))
+        .is_some_and(|v| v["multi"] == false && v["includeAll"] == false)
 }
 
 /// The query of the `domain` template variable.
@@ -201,12 +220,18 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02X}")).collect()
 }
 
-/// The source dashboard's variables and the one format each is read with.
-const SOURCE_VARIABLES: [(&str, &str); 3] = [
+/// The variables other than `domain` (the source dashboard's, the league table's) and the
+/// one format each is read with.
+const SOURCE_VARIABLES: [(&str, &str); 5] = [
     ("ip", "percentencode"),
     ("network", "percentencode"),
     ("service", "singlequote"),
+    ("owner", "singlequote"),
+    ("group", "singlequote"),
 ];
+
+/// How the one-domain dashboard's single-value `domain` variable is read, everywhere.
+const SINGLE_DOMAIN_FILTER: &str = "unhex(arrayJoin([${domain:singlequote}]))";
 
 /// The source variables set for a query: (name, value: a textbox's text, or one hex value
 /// of `service`). Those not listed are empty or "All".
@@ -480,17 +505,25 @@ fn lint(sql: &str) -> Vec<String> {
     problems
 }
 
+/// The variables a query may read (see [`domain_filter_problems`]).
+const FILTER_VARIABLES: [&str; 6] = ["domain", "ip", "network", "service", "owner", "group"];
+
 /// The `domain` variable reaches a query only as hex digits: `${domain:singlequote}` only
 /// in the condition of `$__conditionalAll(..., $domain)`, and there only inside
-/// `unhex(arrayJoin([...]))`; `service` the same way. The textboxes `ip` and `network`
-/// only as `decodeURLComponent('${ip:percentencode}')`, in their own condition.
-fn domain_filter_problems(sql: &str) -> Vec<String> {
+/// `unhex(arrayJoin([...]))`; `service`, `owner` and `group` the same way. The textboxes
+/// `ip` and `network` only as `decodeURLComponent('${ip:percentencode}')`, in their own
+/// condition. A single-value `domain` (`single_domain`: no "All") only as
+/// [`SINGLE_DOMAIN_FILTER`], and never in a `$__conditionalAll`.
+fn domain_filter_problems(sql: &str, single_domain: bool) -> Vec<String> {
     let mut problems = Vec::new();
     for (condition, variable) in conditional_alls(sql) {
         let name = variable.trim().strip_prefix('$').unwrap_or("");
-        let others = ["domain", "ip", "network", "service"]
-            .into_iter()
-            .filter(|n| *n != name);
+        if single_domain && name == "domain" {
+            problems.push(format!(
+                "a single-value domain is read without $__conditionalAll: {condition:?}"
+            ));
+        }
+        let others = FILTER_VARIABLES.into_iter().filter(|n| *n != name);
         for other in others {
             if condition.contains(&format!("${{{other}"))
                 || has_word(&condition, &format!("${other}"))
@@ -501,7 +534,7 @@ fn domain_filter_problems(sql: &str) -> Vec<String> {
             }
         }
         match name {
-            "domain" | "service" => {
+            "domain" | "service" | "owner" | "group" => {
                 if !condition.contains(&format!("unhex(arrayJoin([${{{name}:singlequote}}]))"))
                     || condition.matches(&format!("${{{name}")).count() != 1
                 {
@@ -523,19 +556,22 @@ fn domain_filter_problems(sql: &str) -> Vec<String> {
                 }
             }
             _ => problems.push(format!(
-                "$__conditionalAll's second argument must be $domain, $ip, $network or $service, \
-                 not {variable:?}"
+                "$__conditionalAll's second argument must be one of {FILTER_VARIABLES:?} (with \
+                 a $), not {variable:?}"
             )),
         }
     }
-    let outside = expand_conditional_all(
+    let mut outside = expand_conditional_all(
         sql,
         Domain {
             all: true,
             values: &[],
         },
     );
-    for name in ["domain", "ip", "network", "service"] {
+    if single_domain {
+        outside = outside.replace(SINGLE_DOMAIN_FILTER, "");
+    }
+    for name in FILTER_VARIABLES {
         if outside.contains(&format!("${{{name}")) || has_word(&outside, &format!("${name}")) {
             problems.push(format!(
                 "the {name} variable is used outside $__conditionalAll"
@@ -564,8 +600,10 @@ fn run_at(url: &str, sql: &str) -> Result<Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("answer is not JSON ({e}): {text}"))
 }
 
-/// Checks an answer against what its panel expects; `Err` says what is wrong.
-fn check_answer(q: &Shipped, answer: &Value) -> Result<(), String> {
+/// Checks an answer against what its panel expects; `Err` says what is wrong. With
+/// `rows_required` false (a selection the panel may have nothing to show for), only its
+/// columns are checked.
+fn check_answer(q: &Shipped, answer: &Value, rows_required: bool) -> Result<(), String> {
     let meta = answer["meta"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = meta.iter().filter_map(|m| m["name"].as_str()).collect();
     if names.is_empty() {
@@ -593,6 +631,9 @@ fn check_answer(q: &Shipped, answer: &Value) -> Result<(), String> {
                 "a time series needs a Date/DateTime column `time`, got {meta:?}"
             ));
         }
+    }
+    if !rows_required {
+        return Ok(());
     }
     if answer["rows"].as_u64().unwrap_or(0) == 0 {
         return Err("no rows (the test data should give every query some)".into());
@@ -734,7 +775,9 @@ fn recent_report(domain: &str, org: &str, id: &str, days_ago: u64) -> String {
 fn dashboards_and_provisioning_are_well_formed() {
     let dashboards = dashboards();
     let expected: BTreeSet<&str> = [
+        "domain.json",
         "failures.json",
+        "league-table.json",
         "overview.json",
         "policy-readiness.json",
         "reporters.json",
@@ -770,15 +813,39 @@ fn dashboards_and_provisioning_are_well_formed() {
         if !dash["time"]["from"].is_string() || !dash["time"]["to"].is_string() {
             bad("no time range".into());
         }
-        let var = dash["templating"]["list"]
-            .as_array()
-            .and_then(|l| l.iter().find(|v| v["name"] == "domain"));
-        match var {
+        let find = |n: &str| {
+            dash["templating"]["list"]
+                .as_array()
+                .and_then(|l| l.iter().find(|v| v["name"] == n))
+        };
+        // A dashboard of domains has `owner` and `group` (multi-value, "All", hex values
+        // of the inventory's columns); every other one a `domain` variable: multi-value
+        // with "All", or single-value without (the one-domain dashboard).
+        let inventory_variables = [("owner", "owner"), ("group", "group_name")];
+        let by_inventory = find("owner").is_some() || find("group").is_some();
+        for (var, column) in inventory_variables.iter().filter(|_| by_inventory) {
+            match find(var) {
+                Some(v)
+                    if v["type"] == "query"
+                        && v["multi"] == true
+                        && v["includeAll"] == true
+                        && v["datasource"]["uid"] == DATASOURCE_UID
+                        && v["definition"] == v["query"]
+                        && v["query"].as_str().is_some_and(|q| {
+                            q.starts_with(&format!("SELECT hex({column}) AS __value, "))
+                                && q.contains(" AS __text FROM dmarc.domains ")
+                        }) => {}
+                other => bad(format!("`{var}` variable: {other:?}")),
+            }
+        }
+        match find("domain") {
+            None if by_inventory => {}
             None => bad("no `domain` template variable".into()),
             Some(v) => {
+                let multi = v["multi"] == true && v["includeAll"] == true;
+                let single = v["multi"] == false && v["includeAll"] == false;
                 if v["type"] != "query"
-                    || v["multi"] != true
-                    || v["includeAll"] != true
+                    || !(multi || single)
                     || v["datasource"]["uid"] != DATASOURCE_UID
                     || domain_variable_query(dash).is_none()
                 {
@@ -888,7 +955,7 @@ fn dashboards_and_provisioning_are_well_formed() {
             for l in lint(&q.sql) {
                 problems.push(format!("{}: {l}", q.origin));
             }
-            for l in domain_filter_problems(&q.sql) {
+            for l in domain_filter_problems(&q.sql, single_domain_variable(dash)) {
                 problems.push(format!("{}: {l}", q.origin));
             }
         }
@@ -925,20 +992,26 @@ fn dashboards_and_provisioning_are_well_formed() {
             .and_then(|l| l.iter().find(|v| v["name"] == "domain"));
         if let Some(v) = var {
             let sql = v["query"].as_str().unwrap_or("");
-            if !sql.starts_with("SELECT hex(policy_domain) AS __value, ")
+            let value = if single_domain_variable(dash) {
+                "SELECT hex(domain) AS __value, "
+            } else {
+                "SELECT hex(policy_domain) AS __value, "
+            };
+            if !sql.starts_with(value)
                 || !sql.contains(" AS __text ")
                 || v["definition"] != v["query"]
             {
                 problems.push(format!(
-                    "{}: the domain variable's query must select hex(policy_domain) AS __value, \
-                     then the label AS __text (definition = query): {sql:?}",
+                    "{}: the domain variable's query must select hex(policy_domain) AS __value \
+                     (hex(domain) on the one-domain dashboard), then the label AS __text \
+                     (definition = query): {sql:?}",
                     name(path)
                 ));
             }
         }
     }
     let docs = doc_queries();
-    if !(10..=25).contains(&docs.len()) {
+    if !(10..=30).contains(&docs.len()) {
         problems.push(format!("docs/queries.md has {} sql blocks", docs.len()));
     }
     for q in &docs {
@@ -1001,6 +1074,18 @@ fn dashboards_and_provisioning_are_well_formed() {
 /// A policy domain a stranger could send: both quotes and a trailing backslash.
 const QUOTE_DOMAIN: &str = "o'brien\"s.example\\";
 
+/// A recent report ([`recent_report`]); [`QUOTE_DOMAIN`]'s publish no `sp=`, so that p
+/// governs all their mail (its header_from is example.com: the policy-readiness panels
+/// count only mail p governs).
+fn recent_report_of(domain: &str, org: &str, id: &str, days_ago: u64) -> String {
+    let report = recent_report(domain, org, id, days_ago);
+    if domain == QUOTE_DOMAIN {
+        report.replace("<sp>none</sp>", "")
+    } else {
+        report
+    }
+}
+
 /// Writes the recent reports into `dir`: two for example.com (one from a reporter that
 /// went silent) and one for [`QUOTE_DOMAIN`].
 fn write_recent_reports(dir: &Path) {
@@ -1027,14 +1112,14 @@ fn write_recent_reports(dir: &Path) {
             2,
         ),
     ] {
-        std::fs::write(dir.join(file), recent_report(domain, org, id, days_ago)).unwrap();
+        std::fs::write(dir.join(file), recent_report_of(domain, org, id, days_ago)).unwrap();
     }
     // A reporter that reported every day for a week, then stopped 20 days ago: gone
     // silent (a quiet domain's reporters, with long gaps as a matter of course, are not).
     for domain in ["example.com", QUOTE_DOMAIN] {
         for day in 20..20 + STEADY_DAYS {
             let id = format!("steady-{}-{day}", hex(domain));
-            let report = recent_report(domain, "Steady Reporter", &id, day);
+            let report = recent_report_of(domain, "Steady Reporter", &id, day);
             std::fs::write(dir.join(format!("{id}.xml")), report).unwrap();
         }
     }
@@ -1045,6 +1130,49 @@ const STEADY_DAYS: u64 = 7;
 
 /// Reports [`write_recent_reports`] writes.
 const RECENT_REPORTS: u64 = 3 + 2 * STEADY_DAYS;
+
+/// Listed domains of generated_domains.sql: 10,000 generated ones, example.com and
+/// new.example (removed.example is removed).
+const LISTED_DOMAINS: u64 = 10_002;
+
+/// A generated domain whose DNS snapshots have the error spf-too-many-lookups.
+const KNOWN_FINDING_DOMAIN: &str = "gen-00011.example";
+
+/// A generated domain whose policy went from p=reject to p=none in its newest snapshot.
+const WEAKENED_DOMAIN: &str = "gen-00007.example";
+
+/// Loads ingest/tests/common/generated_domains.sql (after the reports: its DNS snapshots
+/// cover their policy domains too) into the test's database.
+fn load_generated_domains(db: &TestDb) {
+    let path = common::repo_root().join("ingest/tests/common/generated_domains.sql");
+    let text = std::fs::read_to_string(&path).expect("generated_domains.sql");
+    let mut statement = String::new();
+    let mut count = 0;
+    for line in text.lines() {
+        if line.trim_start().starts_with("--") {
+            continue;
+        }
+        statement.push_str(line);
+        statement.push('\n');
+        if line.trim_end().ends_with(';') {
+            db.sql(&qualify(
+                statement.trim().trim_end_matches(';'),
+                &db.database,
+            ));
+            statement.clear();
+            count += 1;
+        }
+    }
+    assert!(
+        statement.trim().is_empty(),
+        "generated_domains.sql: no final `;`"
+    );
+    assert!(count >= 6, "generated_domains.sql: {count} statements");
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.domains WHERE removed = 0"),
+        LISTED_DOMAINS
+    );
+}
 
 /// The options of a `domain` variable from its query's answer, as (value, label): checked
 /// to be the hex of a stored domain first, then that domain with `'` and `\` as `?`.
@@ -1082,12 +1210,17 @@ fn domain_options(answer: &Value) -> Result<Vec<(String, String)>, String> {
     Ok(options)
 }
 
-/// The values the source variables are set to, one at a time, on a dashboard that has
+/// The values the other variables are set to, one at a time, on a dashboard that has
 /// them: an address and a network name of the recent reports' sources (192.0.2.1, named
-/// mail.example.test by the test DNS server), and the first option of the `service`
-/// variable (none if no source of the test data is a known service: then that run is
-/// left out). Each run has `domain` "All".
-fn source_selections(dash: &Value, service_options: &[String]) -> Vec<(&'static str, String)> {
+/// mail.example.test by the test DNS server), the first option of the `service` variable,
+/// and of `owner` and `group` the generated inventory's 'Owner 11' and 'Schools' (its
+/// domains have every colour, and new.example, not checked yet) if listed, else their first
+/// option (`options`: (variable, its values); none if no source of the test data is a
+/// known service: then that run is left out). Each run has `domain` "All".
+fn source_selections(
+    dash: &Value,
+    options: &[(String, Vec<String>)],
+) -> Vec<(&'static str, String)> {
     let names: Vec<&str> = dash["templating"]["list"]
         .as_array()
         .into_iter()
@@ -1101,14 +1234,24 @@ fn source_selections(dash: &Value, service_options: &[String]) -> Vec<(&'static 
     if names.contains(&"network") {
         out.push(("network", "Example.Test".to_owned()));
     }
-    if let (true, Some(first)) = (names.contains(&"service"), service_options.first()) {
-        out.push(("service", first.clone()));
+    for (var, preferred) in [("service", ""), ("owner", "Owner 11"), ("group", "Schools")] {
+        let listed = options
+            .iter()
+            .find(|(n, _)| n == var)
+            .map_or(&[][..], |(_, o)| o.as_slice());
+        let value = listed
+            .iter()
+            .find(|v| **v == hex(preferred))
+            .or(listed.first());
+        if let (true, Some(value)) = (names.contains(&var), value) {
+            out.push((var, value.clone()));
+        }
     }
     out
 }
 
-/// The query variables of `dash` other than `domain` (the source dashboard's `service`):
-/// (name, query).
+/// The query variables of `dash` other than `domain` (the source dashboard's `service`, the
+/// league table's `owner` and `group`): (name, query).
 fn other_query_variables(dash: &Value) -> Vec<(String, String)> {
     dash["templating"]["list"]
         .as_array()
@@ -1125,11 +1268,23 @@ fn other_query_variables(dash: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The domains the one-domain dashboard is run with, one at a time: (hex value, whether
+/// every panel must have rows). [`QUOTE_DOMAIN`] is a policy domain of reports only (not
+/// listed: no status, no history), example.com and gen-00011.example are listed.
+fn single_domains() -> Vec<(String, bool)> {
+    vec![
+        (hex(QUOTE_DOMAIN), false),
+        (hex("example.com"), true),
+        (hex(KNOWN_FINDING_DOMAIN), true),
+    ]
+}
+
 /// Runs every dashboard's `domain` variable and panels at `url` (a server whose dmarc
 /// database is `database`), the panels with each selection of the variable: "All",
-/// [`QUOTE_DOMAIN`] alone, and it with example.com; then checks that each domain filter
-/// of the panels keeps exactly the selected domains. Returns how many queries ran; what
-/// failed goes to `failures`.
+/// [`QUOTE_DOMAIN`] alone, and it with example.com ([`single_domains`] one at a time for a
+/// single-value variable; "All" only on a dashboard without one); then checks that each
+/// domain filter of the panels keeps exactly the selected domains. Returns how many
+/// queries ran; what failed goes to `failures`.
 fn run_dashboards(url: &str, database: &str, failures: &mut Vec<String>) -> usize {
     let mut ran = 0;
     let mut fail = |origin: &str, sql: &str, error: String| {
@@ -1137,65 +1292,88 @@ fn run_dashboards(url: &str, database: &str, failures: &mut Vec<String>) -> usiz
     };
     let quote = [hex(QUOTE_DOMAIN)];
     let both = [hex(QUOTE_DOMAIN), hex("example.com")];
+    let singles: Vec<(String, bool)> = single_domains();
+    let single_values: Vec<[String; 1]> = singles.iter().map(|(v, _)| [v.clone()]).collect();
     let mut conditions = BTreeSet::new();
     for (path, dash) in dashboards() {
-        let origin = format!("{}: variable $domain", name(&path));
-        let var_sql = qualify(
-            &domain_variable_query(&dash).expect("domain variable"),
-            database,
-        );
-        ran += 1;
-        let options = match run_at(url, &var_sql).and_then(|a| domain_options(&a)) {
-            Ok(o) => o,
-            Err(e) => {
-                fail(&origin, &var_sql, e);
+        let mut every = Vec::new();
+        if let Some(var_sql) = domain_variable_query(&dash) {
+            let origin = format!("{}: variable $domain", name(&path));
+            let var_sql = qualify(&var_sql, database);
+            ran += 1;
+            let options = match run_at(url, &var_sql).and_then(|a| domain_options(&a)) {
+                Ok(o) => o,
+                Err(e) => {
+                    fail(&origin, &var_sql, e);
+                    continue;
+                }
+            };
+            every = options.into_iter().map(|(v, _)| v).collect();
+            let wanted = if single_domain_variable(&dash) {
+                singles.iter().map(|(v, _)| v.clone()).collect()
+            } else {
+                both.to_vec()
+            };
+            if let Some(missing) = wanted.iter().find(|v| !every.contains(v)) {
+                fail(&origin, &var_sql, format!("no option {missing}"));
                 continue;
             }
-        };
-        let every: Vec<String> = options.into_iter().map(|(v, _)| v).collect();
-        if let Some(missing) = both.iter().find(|v| !every.contains(v)) {
-            fail(&origin, &var_sql, format!("no option {missing}"));
-            continue;
         }
         // The other query variables (hex values and labels, like `domain`; they may list
-        // nothing): the source dashboard's `service`.
-        let mut service_options = Vec::new();
+        // nothing): the source dashboard's `service`, the league table's `owner`, `group`.
+        let mut options = Vec::new();
         for (var, query) in other_query_variables(&dash) {
             let origin = format!("{}: variable ${var}", name(&path));
             let sql = qualify(&query, database);
             ran += 1;
             match run_at(url, &sql).and_then(|a| domain_options(&a)) {
-                Ok(o) if var == "service" => {
-                    service_options = o.into_iter().map(|(v, _)| v).collect()
-                }
-                Ok(_) => {}
+                Ok(o) => options.push((var, o.into_iter().map(|(v, _)| v).collect())),
                 Err(e) => fail(&origin, &sql, e),
             }
         }
-        let sources = source_selections(&dash, &service_options);
-        let selections = [
-            (
-                "All",
-                Domain {
-                    all: true,
-                    values: &every,
-                },
-            ),
-            (
-                "the quote domain",
-                Domain {
-                    all: false,
-                    values: &quote,
-                },
-            ),
-            (
-                "the quote domain and example.com",
-                Domain {
-                    all: false,
-                    values: &both,
-                },
-            ),
-        ];
+        let sources = source_selections(&dash, &options);
+        let all = Domain {
+            all: true,
+            values: &every,
+        };
+        let selections: Vec<(String, Domain, bool)> = if single_domain_variable(&dash) {
+            singles
+                .iter()
+                .zip(&single_values)
+                .map(|((v, rows), values)| {
+                    let label = String::from_utf8_lossy(
+                        &(0..v.len())
+                            .step_by(2)
+                            .map(|i| u8::from_str_radix(&v[i..i + 2], 16).unwrap())
+                            .collect::<Vec<u8>>(),
+                    )
+                    .into_owned();
+                    (label, Domain { all: false, values }, *rows)
+                })
+                .collect()
+        } else if every.is_empty() {
+            vec![("All".to_owned(), all, true)]
+        } else {
+            vec![
+                ("All".to_owned(), all, true),
+                (
+                    "the quote domain".to_owned(),
+                    Domain {
+                        all: false,
+                        values: &quote,
+                    },
+                    true,
+                ),
+                (
+                    "the quote domain and example.com".to_owned(),
+                    Domain {
+                        all: false,
+                        values: &both,
+                    },
+                    true,
+                ),
+            ]
+        };
         for q in panel_queries(&path, &dash) {
             conditions.extend(
                 conditional_alls(&q.sql)
@@ -1205,15 +1383,16 @@ fn run_dashboards(url: &str, database: &str, failures: &mut Vec<String>) -> usiz
             );
             let runs = selections
                 .iter()
-                .map(|(selected, domain)| (selected.to_string(), *domain, None))
+                .map(|(selected, domain, rows)| (selected.clone(), *domain, *rows, None))
                 .chain(sources.iter().map(|(var, value)| {
                     (
                         format!("All, ${var} = {value:?}"),
                         selections[0].1,
+                        true,
                         Some((*var, value.clone())),
                     )
                 }));
-            for (selected, domain, set) in runs {
+            for (selected, domain, rows, set) in runs {
                 let origin = format!("{} [domain: {selected}]", q.origin);
                 let source: Vec<(&str, String)> = set.into_iter().collect();
                 let sql = match expand_with(&q.sql, domain, &source) {
@@ -1224,7 +1403,7 @@ fn run_dashboards(url: &str, database: &str, failures: &mut Vec<String>) -> usiz
                     }
                 };
                 ran += 1;
-                if let Err(e) = run_at(url, &sql).and_then(|a| check_answer(&q, &a)) {
+                if let Err(e) = run_at(url, &sql).and_then(|a| check_answer(&q, &a, rows)) {
                     fail(&origin, &sql, e);
                 }
             }
@@ -1332,12 +1511,19 @@ fn every_shipped_query_runs_on_clickhouse() {
             > 0
     );
 
+    let started = std::time::Instant::now();
+    load_generated_domains(&db);
+    eprintln!("generated domains loaded in {:?}", started.elapsed());
+
     let mut failures = Vec::new();
+    let started = std::time::Instant::now();
     let mut ran = run_dashboards(&format!("{}/", db.url), &db.database, &mut failures);
+    eprintln!("{ran} dashboard queries in {:?}", started.elapsed());
+    league_and_domain_dashboards_show_the_inventory(&db, &mut failures);
     for q in doc_queries() {
         let sql = qualify(&q.sql, &db.database);
         ran += 1;
-        if let Err(e) = run(&db, &sql).and_then(|a| check_answer(&q, &a)) {
+        if let Err(e) = run(&db, &sql).and_then(|a| check_answer(&q, &a, true)) {
             failures.push(format!("--- {}\n{sql}\n--- {e}\n", q.origin));
         }
     }
@@ -1349,6 +1535,187 @@ fn every_shipped_query_runs_on_clickhouse() {
         failures.join("\n")
     );
     assert!(ran >= 150, "only {ran} queries found");
+}
+
+/// The answer's rows of one panel of one dashboard, its macros expanded with `domain` and
+/// the other variables of `set`.
+fn panel_rows(
+    db: &TestDb,
+    file: &str,
+    panel: u64,
+    domain: Domain,
+    set: SourceSelection,
+) -> Result<Vec<Value>, String> {
+    let (_, dash) = dashboards()
+        .into_iter()
+        .find(|(p, _)| name(p) == file)
+        .ok_or(format!("no {file}"))?;
+    let p = panels(&dash)
+        .into_iter()
+        .find(|p| p["id"] == panel)
+        .cloned()
+        .ok_or(format!("{file}: no panel {panel}"))?;
+    let raw = p["targets"][0]["rawSql"].as_str().unwrap_or("");
+    let sql = qualify(&expand_with(raw, domain, set)?, &db.database);
+    let answer = run(db, &sql)?;
+    Ok(answer["data"].as_array().cloned().unwrap_or_default())
+}
+
+/// A number of a JSON answer (ClickHouse quotes 64-bit integers).
+fn number(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(u64::MAX)
+}
+
+/// What the league table and the one-domain dashboard show of the generated inventory
+/// (the test data of [`load_generated_domains`]); what is wrong goes to `failures`.
+fn league_and_domain_dashboards_show_the_inventory(db: &TestDb, failures: &mut Vec<String>) {
+    let mut problems = Vec::new();
+    let all = Domain {
+        all: true,
+        values: &[],
+    };
+    let owner = [("owner", hex("Owner 11"))];
+    let league =
+        |panel: u64, set: SourceSelection| panel_rows(db, "league-table.json", panel, all, set);
+    let one = |panel: u64, domain: &str| {
+        let values = [hex(domain)];
+        panel_rows(
+            db,
+            "domain.json",
+            panel,
+            Domain {
+                all: false,
+                values: &values,
+            },
+            &[],
+        )
+    };
+    let mut check = |what: &str, result: Result<bool, String>| match result {
+        Ok(true) => {}
+        Ok(false) => problems.push(format!("{what}: not so")),
+        Err(e) => problems.push(format!("{what}: {e}")),
+    };
+
+    // The counts: every listed domain once, by colour; one not checked yet.
+    let count = |panel: u64, column: &str| -> Result<u64, String> {
+        league(panel, &[]).map(|rows| rows.first().map_or(u64::MAX, |r| number(&r[column])))
+    };
+    check(
+        "league table: the domains stat counts every listed domain",
+        count(1, "listed_domains").map(|n| n == LISTED_DOMAINS),
+    );
+    check(
+        "league table: red + amber + green = the listed domains",
+        (|| {
+            Ok(
+                count(2, "red_domains")? + count(3, "amber_domains")? + count(4, "green_domains")?
+                    == LISTED_DOMAINS,
+            )
+        })(),
+    );
+    check(
+        "league table: new.example is not checked yet",
+        count(5, "unchecked_domains").map(|n| n == 1),
+    );
+    // The table: at most 10,000 rows, red first; one owner's 250 domains when selected.
+    check(
+        "league table: 10,000 rows unfiltered, red first",
+        league(9, &[]).map(|rows| {
+            rows.len() == 10_000
+                && number(&rows[0]["colour"]) == 1
+                && rows
+                    .windows(2)
+                    .all(|w| number(&w[0]["colour"]) <= number(&w[1]["colour"]))
+        }),
+    );
+    check(
+        "league table: owner 'Owner 11' selected: its 251 domains only",
+        league(9, &owner)
+            .map(|rows| rows.len() == 251 && rows.iter().all(|r| r["owner"] == "Owner 11")),
+    );
+    check(
+        "league table: status over time counts each domain once a day",
+        league(7, &[]).map(|rows| {
+            !rows.is_empty()
+                && rows.iter().all(|r| {
+                    number(&r["red"]) + number(&r["amber"]) + number(&r["green"])
+                        == LISTED_DOMAINS - 1
+                })
+        }),
+    );
+    check(
+        "league table: worst owners, at most 15",
+        league(8, &[]).map(|rows| (1..=15).contains(&rows.len())),
+    );
+
+    // The one-domain dashboard.
+    check(
+        "domain: the findings of gen-00011.example",
+        one(6, KNOWN_FINDING_DOMAIN).map(|rows| {
+            rows.iter()
+                .any(|r| r["code"] == "spf-too-many-lookups" && r["severity"] == "error")
+        }),
+    );
+    check(
+        "domain: gen-00007.example went from p=reject to p=none",
+        one(7, WEAKENED_DOMAIN).map(|rows| {
+            rows.len() == 2
+                && rows[0]["dmarc"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("p=none"))
+                && rows[0]["findings_new"] == "dmarc-p-none"
+                && !rows[0]["previous_check"].is_null()
+                && rows[1]["dmarc"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("p=reject"))
+        }),
+    );
+    check(
+        "domain: gen-00007.example turned red",
+        one(9, WEAKENED_DOMAIN).map(|rows| {
+            rows.len() == 2 && number(&rows[0]["colour"]) == 1 && number(&rows[1]["colour"]) == 3
+        }),
+    );
+    check(
+        "domain: the quote domain is not listed",
+        one(1, QUOTE_DOMAIN).and_then(|rows| {
+            let why = one(2, QUOTE_DOMAIN)?;
+            Ok(rows.len() == 1
+                && number(&rows[0]["colour"]) == 0
+                && why.len() == 1
+                && why[0]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("not in the inventory")))
+        }),
+    );
+    check(
+        "domain: the quote domain's DNS records are its own",
+        one(5, QUOTE_DOMAIN).map(|rows| {
+            rows.iter()
+                .any(|r| r["record_type"] == "SPF" && r["name"] == QUOTE_DOMAIN)
+        }),
+    );
+    check(
+        "domain: its senders",
+        one(11, KNOWN_FINDING_DOMAIN).map(|rows| rows.len() == 3),
+    );
+
+    // The other dashboards: series per domain are the top 10 and "other".
+    check(
+        "overview: messages per day by domain, top 10 and other",
+        panel_rows(db, "overview.json", 8, all, &[]).map(|rows| {
+            let series: BTreeSet<String> = rows
+                .iter()
+                .map(|r| r["domain"].as_str().unwrap_or("").to_owned())
+                .collect();
+            series.len() == 11 && series.contains("(other domains)")
+        }),
+    );
+    for p in problems {
+        failures.push(format!("--- {p}\n"));
+    }
 }
 
 #[test]
@@ -1409,18 +1776,37 @@ fn macros_expand_like_the_plugin() {
     assert!(expand("policy_domain IN ($domain)", some).is_err());
     assert!(expand("policy_domain IN (${domain})", all).is_err());
     assert!(expand("$__conditionalAll(x, y, $domain)", some).is_err());
-    assert!(domain_filter_problems(filter).is_empty());
+    assert!(domain_filter_problems(filter, false).is_empty());
     assert_eq!(
-        domain_filter_problems("WHERE policy_domain IN (${domain:singlequote})").len(),
+        domain_filter_problems("WHERE policy_domain IN (${domain:singlequote})", false).len(),
         1
     );
     assert_eq!(
         domain_filter_problems(
-            "$__conditionalAll(policy_domain IN (${domain:singlequote}), $domain)"
+            "$__conditionalAll(policy_domain IN (${domain:singlequote}), $domain)",
+            false
         )
         .len(),
         1
     );
+    // The league table's owner and group read like `domain`; the one-domain dashboard's
+    // single-value domain only as SINGLE_DOMAIN_FILTER, never in a $__conditionalAll.
+    let owner =
+        "$__conditionalAll(owner IN (SELECT unhex(arrayJoin([${owner:singlequote}]))), $owner)";
+    assert!(domain_filter_problems(owner, false).is_empty());
+    assert_eq!(
+        expand_with(owner, all, &[("owner", "4F776E6572".to_owned())]).unwrap(),
+        "owner IN (SELECT unhex(arrayJoin(['4F776E6572'])))"
+    );
+    assert_eq!(expand(owner, all).unwrap(), "1=1");
+    let single = format!("WHERE domain IN (SELECT {SINGLE_DOMAIN_FILTER})");
+    assert!(domain_filter_problems(&single, true).is_empty());
+    assert_eq!(domain_filter_problems(&single, false).len(), 1);
+    assert_eq!(
+        domain_filter_problems("WHERE domain = unhex(${domain:singlequote})", true).len(),
+        1
+    );
+    assert_eq!(domain_filter_problems(filter, true).len(), 1);
     assert_eq!(hex("a'\\"), "61275C");
     assert_eq!(
         qualify(
@@ -1866,6 +2252,8 @@ fn compose_clickhouse_users_on_clickhouse_18_16() {
         db.number("SELECT count() FROM {database}.reports"),
         RECENT_REPORTS
     );
+    load_generated_domains(&db);
+    let reports = db.number("SELECT count() FROM {database}.reports");
     // The importer names the sources too (it writes source_names).
     common::dns::shared_dns();
     let out = db
@@ -1915,10 +2303,7 @@ fn compose_clickhouse_users_on_clickhouse_18_16() {
             ));
         }
     }
-    assert_eq!(
-        db.number("SELECT count() FROM {database}.reports"),
-        RECENT_REPORTS
-    );
+    assert_eq!(db.number("SELECT count() FROM {database}.reports"), reports);
     db.sql(&format!("DROP DATABASE IF EXISTS {other}"));
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
