@@ -238,6 +238,23 @@ fn run(config: &Config, once: bool) -> ExitCode {
                 }
             }
         }
+        if !once && config.dns.check_interval > 0 {
+            match crate::resolver::Resolver::new(&config.dns) {
+                Ok(resolver) => {
+                    tokio::spawn(crate::dnscheck::run::schedule(
+                        store.clone(),
+                        resolver,
+                        crate::dnscheck::run::RunSettings::from_config(config),
+                        std::time::Duration::from_secs(config.dns.check_interval),
+                        stop_rx.clone(),
+                    ));
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(exit::CONFIG);
+                }
+            }
+        }
         if !once && !config.metrics.listen.is_empty() {
             match tokio::net::TcpListener::bind(&config.metrics.listen).await {
                 Ok(listener) => {

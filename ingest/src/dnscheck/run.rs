@@ -254,3 +254,40 @@ pub fn row(check: &DomainCheck, checked_at: u32) -> DnsCheckRow {
         mx_status,
     }
 }
+
+/// A failed run (ClickHouse unreachable) is tried again after this long, or the
+/// interval if shorter.
+pub const RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The daemon's DNS checks: a run at start, then every `every`, until `shutdown`. A run
+/// in flight is abandoned at shutdown (the snapshots written so far stay; the next run
+/// makes new ones).
+pub async fn schedule(
+    store: Store,
+    resolver: Resolver,
+    settings: RunSettings,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let run = check_and_judge(&store, &resolver, &settings);
+        let result = tokio::select! {
+            result = run => result,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let wait = match result {
+            Ok(summary) => {
+                tracing::info!(%summary, "DNS checks done");
+                every
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot run the DNS checks now");
+                every.min(RETRY_AFTER)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
