@@ -274,7 +274,11 @@ fn run(config: &Config, once: bool) -> ExitCode {
                 }
             }
         }
-        let summary = daemon::run(config, store, once, metrics.clone(), stop_rx).await;
+        let accepted = match accepted_domains(config, &store).await {
+            Ok(accepted) => accepted,
+            Err(code) => return code,
+        };
+        let summary = daemon::run(config, store, once, accepted, metrics.clone(), stop_rx).await;
         if once {
             eprint!("{summary}");
             if summary.servers_failed > 0 {
@@ -479,6 +483,35 @@ fn domains_sync(config: &Config) -> ExitCode {
     }
 }
 
+/// Under `[domains] accept = "inventory"`, the domains reports are taken for (`None`:
+/// every domain). An empty inventory is a configuration error (exit 2): it would refuse
+/// every report; an unreachable ClickHouse exits 3.
+async fn accepted_domains(
+    config: &Config,
+    store: &Store,
+) -> Result<Option<crate::inventory::Accepted>, ExitCode> {
+    if config.domains.accept != crate::config::Accept::Inventory {
+        return Ok(None);
+    }
+    match store.listed_domains().await {
+        Ok(domains) if domains.is_empty() => {
+            eprintln!(
+                "error: domains.accept = \"inventory\" but the inventory is empty: run `dmarc-ingest domains sync` first"
+            );
+            Err(ExitCode::from(exit::CONFIG))
+        }
+        Ok(domains) => {
+            let accepted = crate::inventory::Accepted::new(domains);
+            tracing::info!(
+                domains = accepted.len(),
+                "taking reports for the inventory's domains only"
+            );
+            Ok(Some(accepted))
+        }
+        Err(e) => Err(fail_store(&e)),
+    }
+}
+
 /// `dns check`: one DNS check run (see [`crate::dnscheck::run`]).
 fn dns_check(config: &Config) -> ExitCode {
     let resolver = match crate::resolver::Resolver::new(&config.dns) {
@@ -605,8 +638,19 @@ fn import(config: &Config, paths: &[PathBuf]) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail_store(&e),
     };
+    let accepted = match rt.block_on(accepted_domains(config, &store)) {
+        Ok(accepted) => accepted.map(std::sync::Arc::new),
+        Err(code) => return code,
+    };
     let progress = std::io::stderr().is_terminal();
-    let summary = pipeline::import_paths(rt.handle(), &store, paths, &config.limits, progress);
+    let summary = pipeline::import_paths(
+        rt.handle(),
+        &store,
+        paths,
+        &config.limits,
+        accepted,
+        progress,
+    );
     eprint!("{summary}");
     if summary.stopped.is_some() {
         ExitCode::from(exit::SERVER)

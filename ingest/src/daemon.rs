@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use crate::config::{Config, ImapConfig, Limits};
 use crate::failure::{FailureKind, Retry};
 use crate::input::{self, InputError};
+use crate::inventory::Accepted;
 use crate::mailbox::{FetchedMessage, IdleOutcome, Mailbox, MailboxError};
 use crate::message::MessageError;
 use crate::metrics::Metrics;
@@ -167,7 +168,13 @@ struct Shared {
     retry_initial_ms: u64,
     retry_max_ms: u64,
     max_attempts: u32,
+    /// Under `[domains] accept = "inventory"`: the domains reports are taken for, read
+    /// again from the inventory every [`ACCEPTED_REFRESH`].
+    accepted: Option<Arc<std::sync::RwLock<Arc<Accepted>>>>,
 }
+
+/// How often the daemon reads the inventory again under `accept = "inventory"`.
+pub const ACCEPTED_REFRESH: Duration = Duration::from_secs(300);
 
 /// Runs every configured mailbox until `shutdown` turns true (or, with `once`, until
 /// each is drained). Metrics go to `metrics`.
@@ -175,6 +182,7 @@ pub async fn run(
     config: &Config,
     store: Store,
     once: bool,
+    accepted: Option<Accepted>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> RunSummary {
@@ -192,7 +200,15 @@ pub async fn run(
         retry_initial_ms: config.clickhouse.retry_initial_ms,
         retry_max_ms: config.clickhouse.retry_max_ms,
         max_attempts: config.clickhouse.max_attempts,
+        accepted: accepted.map(|a| Arc::new(std::sync::RwLock::new(Arc::new(a)))),
     };
+    if let (Some(lock), false) = (&shared.accepted, once) {
+        tokio::spawn(reload_accepted(
+            shared.store.clone(),
+            lock.clone(),
+            shared.shutdown.clone(),
+        ));
+    }
     let mut workers = Vec::new();
     for account in config.accounts() {
         let shared = shared.clone();
@@ -948,6 +964,33 @@ impl BatchContext<'_> {
     }
 }
 
+/// Reads the inventory's domains again every [`ACCEPTED_REFRESH`] (a failed read keeps
+/// the domains read before; an empty inventory is not taken: it would refuse every
+/// report).
+async fn reload_accepted(
+    store: Store,
+    accepted: Arc<std::sync::RwLock<Arc<Accepted>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ACCEPTED_REFRESH) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match store.listed_domains().await {
+            Ok(domains) if !domains.is_empty() => {
+                let fresh = Accepted::new(domains);
+                tracing::debug!(domains = fresh.len(), "inventory read again");
+                *accepted.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+            }
+            Ok(_) => tracing::warn!("the inventory is empty; still taking the domains read before"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the inventory again; still taking the domains read before")
+            }
+        }
+    }
+}
+
 /// Parses and stages one batch of messages on a blocking thread (not published). A
 /// panic is caught per message (that message fails) and around the whole batch (every
 /// message of it is then tried alone).
@@ -962,12 +1005,17 @@ async fn stage_batch(
     let limits = shared.limits.clone();
     let mailbox = label.to_owned();
     let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+    let accepted = shared
+        .accepted
+        .as_ref()
+        .map(|lock| lock.read().unwrap_or_else(|e| e.into_inner()).clone());
     let joined = tokio::task::spawn_blocking(move || {
         let label = mailbox;
         if let Some(delay) = test_batch_delay() {
             std::thread::sleep(delay);
         }
         let mut feeder = Feeder::new(runtime, &store, 0u32);
+        feeder.accepted = accepted;
         for message in &messages {
             feeder.tag = message.uid;
             let source = message_source(&label, uid_validity, message);

@@ -43,6 +43,9 @@ pub enum FailureKind {
     MissingIdentity,
     /// A mail with no report attachment at all.
     NoReport,
+    /// A report for a domain outside the inventory, refused (`[domains] accept =
+    /// "inventory"`).
+    UnknownDomain,
     /// A mail whose MIME structure cannot be parsed.
     BadMessage,
     /// A stage panicked on this input.
@@ -68,7 +71,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, for tables and tests.
-    pub const ALL: [FailureKind; 17] = [
+    pub const ALL: [FailureKind; 18] = [
         FailureKind::LimitExceeded,
         FailureKind::BadContainer,
         FailureKind::Unsupported,
@@ -77,6 +80,7 @@ impl FailureKind {
         FailureKind::BadReport,
         FailureKind::MissingIdentity,
         FailureKind::NoReport,
+        FailureKind::UnknownDomain,
         FailureKind::BadMessage,
         FailureKind::Panic,
         FailureKind::Interrupted,
@@ -93,7 +97,7 @@ impl FailureKind {
         use FailureKind::*;
         match self {
             LimitExceeded | BadContainer | Unsupported | NotDmarc | Doctype | BadReport
-            | MissingIdentity | NoReport | BadMessage => Retry::Never,
+            | MissingIdentity | NoReport | UnknownDomain | BadMessage => Retry::Never,
             Io | StoreUnreachable | StoreUnavailable | StoreSchema | Output => Retry::Later,
             Panic | Interrupted | StoreRejected => Retry::Alone,
         }
@@ -126,6 +130,7 @@ impl FailureKind {
             BadReport => "bad_report",
             MissingIdentity => "missing_identity",
             NoReport => "no_report",
+            UnknownDomain => "unknown_domain",
             BadMessage => "bad_message",
             Panic => "panic",
             Interrupted => "interrupted",
@@ -173,7 +178,7 @@ mod tests {
     #[test]
     fn every_kind_has_its_fate_and_name() {
         use FailureKind::*;
-        let table: [(FailureKind, &str, Retry, bool); 17] = [
+        let table: [(FailureKind, &str, Retry, bool); 18] = [
             (LimitExceeded, "limit_exceeded", Retry::Never, false),
             (BadContainer, "bad_container", Retry::Never, false),
             (Unsupported, "unsupported", Retry::Never, false),
@@ -182,6 +187,7 @@ mod tests {
             (BadReport, "bad_report", Retry::Never, false),
             (MissingIdentity, "missing_identity", Retry::Never, false),
             (NoReport, "no_report", Retry::Never, false),
+            (UnknownDomain, "unknown_domain", Retry::Never, false),
             (BadMessage, "bad_message", Retry::Never, false),
             (Panic, "panic", Retry::Alone, false),
             (Interrupted, "interrupted", Retry::Alone, false),

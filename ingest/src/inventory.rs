@@ -256,3 +256,63 @@ mod tests {
         assert!(e.contains("not closed"), "{e}");
     }
 }
+
+/// The domains reports are taken for under `[domains] accept = "inventory"`: the
+/// inventory's domains (not removed) and their subdomains (a subdomain with a DMARC
+/// record of its own is its reports' policy domain).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    domains: std::collections::HashSet<String>,
+}
+
+impl Accepted {
+    pub fn new(domains: impl IntoIterator<Item = String>) -> Accepted {
+        Accepted {
+            domains: domains
+                .into_iter()
+                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.domains.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+
+    /// Whether a report for `policy_domain` is taken.
+    pub fn accepts(&self, policy_domain: &str) -> bool {
+        let domain = policy_domain.trim_end_matches('.').to_ascii_lowercase();
+        let mut name = domain.as_str();
+        loop {
+            if self.domains.contains(name) {
+                return true;
+            }
+            match name.split_once('.') {
+                Some((_, parent)) => name = parent,
+                None => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod accepted_tests {
+    use super::Accepted;
+
+    #[test]
+    fn the_inventory_and_its_subdomains_are_accepted_nothing_else() {
+        let accepted = Accepted::new(["Council-A.example".to_owned(), "b.gov.test".to_owned()]);
+        assert!(accepted.accepts("council-a.example"));
+        assert!(accepted.accepts("COUNCIL-A.EXAMPLE."));
+        assert!(accepted.accepts("mail.council-a.example"));
+        assert!(!accepted.accepts("example"));
+        assert!(!accepted.accepts("evil-council-a.example"));
+        assert!(!accepted.accepts("council-a.example.evil.test"));
+        assert!(!accepted.accepts("gov.test"));
+        assert!(!Accepted::default().accepts("council-a.example"));
+    }
+}

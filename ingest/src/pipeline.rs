@@ -80,6 +80,7 @@ pub fn import_paths(
     store: &Store,
     paths: &[PathBuf],
     limits: &Limits,
+    accepted: Option<std::sync::Arc<crate::inventory::Accepted>>,
     progress: bool,
 ) -> ImportSummary {
     let files = input::list_files(paths);
@@ -94,6 +95,7 @@ pub fn import_paths(
         ProgressBar::hidden()
     };
     let mut feeder = Feeder::new(runtime.clone(), store, ());
+    feeder.accepted = accepted;
     let mut summary = ImportSummary::default();
     for item in files {
         summary.files += 1;
@@ -163,6 +165,8 @@ pub struct Feeder<T: Clone + Send + 'static> {
     pub stopped: Option<String>,
     /// The previous batch, being published while the next one is read.
     publishing: Option<PublishTask<T>>,
+    /// Under `[domains] accept = "inventory"`: the domains reports are taken for.
+    pub accepted: Option<std::sync::Arc<crate::inventory::Accepted>>,
 }
 
 /// A batch being published in the background: its writer comes back with the outcome
@@ -184,6 +188,7 @@ impl<T: Clone + Send + 'static> Feeder<T> {
             log: Vec::new(),
             stopped: None,
             publishing: None,
+            accepted: None,
         }
     }
 
@@ -343,6 +348,19 @@ impl<T: Clone + Send + 'static> Feeder<T> {
         }
         let identity = rows::identity(reader.header())?;
         test_fault(&identity.report_id);
+        if let Some(accepted) = &self.accepted {
+            if !accepted.accepts(&identity.policy_domain) {
+                return Err(InputError::Sink {
+                    message: format!(
+                        "the report is for {}, which is not in the domain inventory \
+                         ([domains] accept = \"inventory\"); run `dmarc-ingest domains sync` \
+                         after adding it",
+                        identity.policy_domain
+                    ),
+                    kind: FailureKind::UnknownDomain,
+                });
+            }
+        }
         let Some(ingest_id) = self.writer.begin_report(&identity) else {
             self.events.push(Event::Duplicate {
                 tag: self.tag.clone(),

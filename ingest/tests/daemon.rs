@@ -915,3 +915,82 @@ fn the_daemon_ingests_with_the_dns_server_stopped_and_names_the_sources_once_it_
     });
     assert_eq!(terminate(daemon), 0);
 }
+
+#[test]
+fn reports_for_domains_outside_the_inventory_are_refused_under_accept_inventory() {
+    let imap = Dovecot::shared();
+    let user = "dm_accept";
+    imap.fresh_user(user);
+    let db = TestDb::fresh("daemon_accept");
+    let work = tempfile::tempdir().unwrap();
+    let domains = work.path().join("domains.csv");
+    let accept = |file: &Path| -> Vec<(String, String)> {
+        vec![
+            ("DMARC_INGEST_DOMAINS_ACCEPT".into(), "inventory".into()),
+            (
+                "DMARC_INGEST_DOMAINS_FILE".into(),
+                file.display().to_string(),
+            ),
+        ]
+    };
+    let env = accept(&domains);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    // An empty inventory would refuse everything: a configuration error, mail untouched.
+    let (code, stderr) = run_once(&db, &imap, user, &env);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("inventory is empty"), "{stderr}");
+
+    std::fs::write(
+        &domains,
+        "domain,owner,group,parked,contact\ncouncil-a.example,Council A,Councils,no,\n",
+    )
+    .unwrap();
+    let synced = db
+        .command(&["domains", "sync"])
+        .env("DMARC_INGEST_DOMAINS_FILE", &domains)
+        .output()
+        .unwrap();
+    assert!(synced.status.success());
+    let dir = work.path().join("reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (id, domain) in [
+        ("acc-1", "council-a.example"),
+        ("acc-2", "mail.council-a.example"),
+        ("acc-3", "spam-target.example"),
+    ] {
+        let path = dir.join(format!("{id}.xml"));
+        std::fs::write(&path, report_xml(id, domain, "192.0.2.1")).unwrap();
+        files.push(path);
+    }
+    imap.deliver(user, "INBOX", &as_mails(&work.path().join("mails"), &files));
+
+    let (code, stderr) = run_once(&db, &imap, user, &env);
+    assert_eq!(code, 1, "a refused report is a failed input: {stderr}");
+    assert_eq!(
+        imap.counts(user, &["INBOX", "Archive", "Invalid"]),
+        [0, 2, 1]
+    );
+    assert_eq!(
+        db.rows("SELECT policy_domain FROM {database}.reports ORDER BY policy_domain"),
+        [["council-a.example"], ["mail.council-a.example"]]
+    );
+    let refused =
+        db.rows("SELECT reason FROM {database}.failures WHERE reason_kind = 'unknown_domain'");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0][0].contains("spam-target.example") && refused[0][0].contains("inventory"),
+        "{refused:?}"
+    );
+
+    // `import` refuses it the same way.
+    let out = db
+        .command(&["import", files[2].to_str().unwrap()])
+        .envs(accept(&domains))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not in the domain inventory"), "{stderr}");
+}

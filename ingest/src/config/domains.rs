@@ -48,16 +48,19 @@ impl Default for DomainsConfig {
 }
 
 impl DomainsConfig {
-    /// Checks the section: `accept = "inventory"` needs the domains file.
+    /// Checks the section: `accept = "inventory"` needs the domains file (the inventory
+    /// it fills), and the team's address must be an address.
     pub fn validate(&self) -> Result<(), String> {
-        if self.accept == Accept::Inventory {
-            // Refusing reports of unknown domains at ingestion is not built yet: say so
-            // rather than take every report while the operator believes otherwise.
-            return Err(
-                "domains.accept = \"inventory\" is not supported yet (reports of every domain \
-                 are taken); remove it or set \"any\""
-                    .into(),
-            );
+        if self.accept == Accept::Inventory && self.file.is_none() {
+            return Err("domains.accept = \"inventory\" needs domains.file (the inventory)".into());
+        }
+        let team = self.rua_address.trim();
+        let team = team.strip_prefix("mailto:").unwrap_or(team);
+        if !team.is_empty() && !team.contains('@') {
+            return Err(format!(
+                "domains.rua_address = {:?} is not an address (e.g. \"dmarc-rua@reports.example\")",
+                self.rua_address
+            ));
         }
         Ok(())
     }
@@ -90,10 +93,29 @@ mod tests {
     }
 
     #[test]
-    fn accepting_the_inventory_only_is_refused_until_it_is_enforced() {
+    fn accepting_the_inventory_only_needs_the_domains_file() {
         let e = load("[domains]\naccept = \"inventory\"\n", &[]).unwrap_err();
-        assert!(e.contains("not supported yet"), "{e}");
+        assert!(e.contains("needs domains.file"), "{e}");
+        let c = load(
+            "[domains]\naccept = \"inventory\"\nfile = \"/d.csv\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.domains.accept, Accept::Inventory);
         let e = load("[domains]\naccept = \"some\"\n", &[]).unwrap_err();
         assert!(e.contains("accept"), "{e}");
+    }
+
+    #[test]
+    fn the_team_address_and_the_p_none_days_are_read() {
+        let c = load(
+            "[domains]\nrua_address = \"mailto:rua@team.test\"\np_none_days = 30\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.domains.p_none_days, 30);
+        assert_eq!(load("", &[]).unwrap().domains.p_none_days, 90);
+        let e = load("[domains]\nrua_address = \"team.test\"\n", &[]).unwrap_err();
+        assert!(e.contains("not an address"), "{e}");
     }
 }

@@ -41,6 +41,18 @@ impl Store {
         .await
     }
 
+    /// The inventory's current domains (not removed).
+    pub async fn listed_domains(&self) -> Result<Vec<String>, StoreError> {
+        let sql = format!(
+            "SELECT domain FROM {}.domains WHERE removed = 0 ORDER BY domain",
+            self.database()
+        );
+        self.retry("read the inventory's domains", || {
+            self.client.query(&sql).fetch_all::<String>()
+        })
+        .await
+    }
+
     /// The policy domains of stored reports not in the inventory, most reports first.
     pub async fn unregistered_domains(&self) -> Result<Vec<UnregisteredDomain>, StoreError> {
         let sql = format!(
