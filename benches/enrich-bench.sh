@@ -18,7 +18,8 @@ deploy/dev/dns.sh install
 [ "$bin" != target/release/dmarc-ingest ] || cargo build --release -q -p dmarc-ingest
 tmp=$(mktemp -d)
 export DMARC_STATE_DIR=$tmp/state DMARC_DNS_PORT=25353 DMARC_DNS_AUTH_PORT=25354 DMARC_DNS_SILENT_PORT=25355
-cleanup() { deploy/dev/dns.sh stop >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+# (DMARC_STATE_DIR is unset below for the ClickHouse calls: the stop names it again.)
+cleanup() { DMARC_STATE_DIR=$tmp/state deploy/dev/dns.sh stop >/dev/null 2>&1 || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 # The zones: 10.1.0.0/16 (COUNT addresses at most 65,536) <-> hN.bench.test.

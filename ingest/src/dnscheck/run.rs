@@ -86,36 +86,39 @@ pub async fn check_and_judge(
     resolver: &Resolver,
     settings: &RunSettings,
 ) -> Result<RunSummary, StoreError> {
-    let targets = store.dns_check_targets(settings.max_seen).await?;
+    let targets: Vec<Target> = store
+        .dns_check_targets(settings.max_seen)
+        .await?
+        .into_iter()
+        .map(|target| Target {
+            domain: target.domain,
+            in_inventory: target.in_inventory == 1,
+            selectors: target.selectors,
+        })
+        .collect();
     let checked_at = crate::store::now();
     let mut summary = RunSummary::default();
-    let mut checks = futures::stream::iter(targets)
-        .map(|target| {
-            let target = Target {
-                domain: target.domain,
-                in_inventory: target.in_inventory == 1,
-                selectors: target.selectors,
-            };
-            async move {
-                match tokio::time::timeout(
-                    settings.domain_deadline,
-                    check_domain(resolver, &target, &settings.check),
-                )
-                .await
-                {
-                    Ok(check) => check,
-                    Err(_) => timed_out(&target, settings.domain_deadline),
-                }
-            }
-        })
-        .buffer_unordered(settings.concurrency.max(1));
     let mut rows = Vec::with_capacity(ROWS_PER_INSERT);
-    while let Some(check) = checks.next().await {
-        summary.checked += 1;
-        summary.failed_lookups += usize::from(check.failed_lookups);
-        if check.findings.iter().any(|f| f.severity == Severity::Error) {
-            summary.with_errors += 1;
+    // Domains with unanswered lookups are checked once more at the end, fewer at a
+    // time: a query lost under load must not turn a domain red.
+    let mut again = Vec::new();
+    let mut checks = check_each(targets, resolver, settings, settings.concurrency);
+    while let Some((target, check)) = checks.next().await {
+        if check.failed_lookups > 0 {
+            again.push(target);
+            continue;
         }
+        record(&mut summary, &check);
+        rows.push(row(&check, checked_at));
+        if rows.len() == ROWS_PER_INSERT {
+            store.insert_rows("dns_checks", &rows).await?;
+            rows.clear();
+        }
+    }
+    drop(checks);
+    let mut checks = check_each(again, resolver, settings, (settings.concurrency / 4).max(1));
+    while let Some((_, check)) = checks.next().await {
+        record(&mut summary, &check);
         rows.push(row(&check, checked_at));
         if rows.len() == ROWS_PER_INSERT {
             store.insert_rows("dns_checks", &rows).await?;
@@ -128,6 +131,39 @@ pub async fn check_and_judge(
     summary.amber = amber;
     summary.green = green;
     Ok(summary)
+}
+
+/// The checks of `targets`, `concurrency` at a time, each within the deadline, as they
+/// finish.
+fn check_each<'a>(
+    targets: Vec<Target>,
+    resolver: &'a Resolver,
+    settings: &'a RunSettings,
+    concurrency: usize,
+) -> impl futures::Stream<Item = (Target, DomainCheck)> + 'a {
+    futures::stream::iter(targets)
+        .map(move |target| async move {
+            let check = match tokio::time::timeout(
+                settings.domain_deadline,
+                check_domain(resolver, &target, &settings.check),
+            )
+            .await
+            {
+                Ok(check) => check,
+                Err(_) => timed_out(&target, settings.domain_deadline),
+            };
+            (target, check)
+        })
+        .buffer_unordered(concurrency.max(1))
+}
+
+/// Counts a finished check into the summary.
+fn record(summary: &mut RunSummary, check: &DomainCheck) {
+    summary.checked += 1;
+    summary.failed_lookups += usize::from(check.failed_lookups);
+    if check.findings.iter().any(|f| f.severity == Severity::Error) {
+        summary.with_errors += 1;
+    }
 }
 
 /// Judges every inventory domain from its latest snapshot and its mail, into
