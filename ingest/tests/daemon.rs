@@ -994,3 +994,54 @@ fn reports_for_domains_outside_the_inventory_are_refused_under_accept_inventory(
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("not in the domain inventory"), "{stderr}");
 }
+
+#[test]
+fn the_daemon_checks_the_inventory_dns_at_start_and_judges_every_domain() {
+    let imap = Dovecot::shared();
+    let user = "dm_dnscheck";
+    imap.fresh_user(user);
+    let db = TestDb::fresh("daemon_dnscheck");
+    let dns = common::dns::shared_dns();
+    let work = tempfile::tempdir().unwrap();
+    let domains = work.path().join("domains.csv");
+    std::fs::write(
+        &domains,
+        "domain,owner,group,parked,contact\n\
+         good.checks.test,Owner A,G,no,\nplusall.checks.test,Owner B,G,no,\n",
+    )
+    .unwrap();
+    let synced = db
+        .command(&["domains", "sync"])
+        .env("DMARC_INGEST_DOMAINS_FILE", &domains)
+        .output()
+        .unwrap();
+    assert!(synced.status.success());
+    let child = spawn_daemon(
+        &db,
+        &imap,
+        user,
+        &[
+            ("DMARC_INGEST_DNS_NAMESERVERS", dns.nameservers[0].as_str()),
+            ("DMARC_INGEST_DNS_CHECK_INTERVAL", "6h"),
+            ("DMARC_INGEST_DOMAINS_RUA_ADDRESS", "dmarc@reports.test"),
+        ],
+    );
+    wait_until(
+        "the daemon's first DNS check",
+        Duration::from_secs(60),
+        || db.number("SELECT count() FROM {database}.domain_status WHERE computed_at > 0") == 2,
+    );
+    assert_eq!(terminate(child), 0);
+    assert_eq!(
+        db.rows("SELECT domain, status FROM {database}.domain_status ORDER BY domain"),
+        [
+            ["good.checks.test", "green"],
+            ["plusall.checks.test", "red"]
+        ]
+    );
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.dns_checks"),
+        2,
+        "one run at start, the next one 6 hours later"
+    );
+}
