@@ -3,7 +3,8 @@
 # Installs and starts ClickHouse, dovecot and the test DNS server on 127.0.0.1 (state in
 # .state/, no systemd), applies the schema, delivers sample-reports/ into a local mailbox (raw report files
 # wrapped as mails, .eml and mbox as they are), runs `dmarc-ingest run --once`, names
-# the sources (`enrich`: test DNS, a demo network database, demo services), and prints
+# the sources (`enrich`: test DNS, a demo network database, demo services), loads a demo
+# inventory and checks its DNS (`domains sync`, `dns check`), and prints
 # what landed. Idempotent: run it again and the totals stay the same (the mails
 # are delivered again; the reports are recognised as duplicates).
 set -euo pipefail
@@ -52,6 +53,12 @@ timeout_ms = 300
 asn_database = "$state/demo-networks.mmdb"
 country_database = "$state/demo-networks.mmdb"
 services_file = "$repo/sample-reports/demo-services.toml"
+
+[domains]
+# The demo inventory: the sample reports' domains, and domains of the test DNS zones
+# (deploy/dev/dns/checks.test.zone) that show each colour.
+file = "$repo/deploy/demo-domains.csv"
+rua_address = "dmarc@reports.test"
 TOML
 # The demo's network database: documentation ranges and AS numbers (deploy/dev/networks.tsv).
 python3 deploy/dev/make_mmdb.py deploy/dev/networks.tsv "$state/demo-networks.mmdb"
@@ -75,6 +82,10 @@ echo "(exit code $status: 1 means some mail was quarantined to Invalid, as the b
 echo "== dmarc-ingest enrich --all (reverse DNS from the test DNS server, networks, services)"
 "$bin" --config "$state/demo.toml" enrich --all
 
+echo "== dmarc-ingest domains sync, dns check (the inventory, what each domain publishes, its colour)"
+"$bin" --config "$state/demo.toml" domains sync
+"$bin" --config "$state/demo.toml" dns check
+
 echo "== what landed"
 q() { deploy/dev/clickhouse.sh query "$1"; }
 echo "-- reports and messages per domain"
@@ -83,6 +94,8 @@ echo "-- top sources"
 q "SELECT source_ip, sum(message_count) AS messages, sumIf(message_count, policy_dkim = 'pass' OR policy_spf = 'pass') AS dmarc_pass FROM dmarc.records GROUP BY source_ip ORDER BY messages DESC LIMIT 10 FORMAT PrettyCompactNoEscapes"
 echo "-- who sends (records_enriched: service, else reverse-DNS organisation, else network)"
 q "SELECT sender, service_type, any(country) AS country, uniqExact(source_ip) AS addresses, arraySlice(groupUniqArray(source_ip), 1, 3) AS some_addresses, sum(message_count) AS messages FROM dmarc.records_enriched GROUP BY sender, service_type ORDER BY messages DESC LIMIT 15 FORMAT PrettyCompactNoEscapes"
+echo "-- the league table (domain_status; the sample domains are not in the test DNS: red, unanswered)"
+q "SELECT status, domain, owner, dmarc_status AS dmarc, spf_status AS spf, mx_status AS mx, arrayStringConcat(arraySlice(reasons, 1, 2), '; ') AS reasons FROM dmarc.domain_status ORDER BY status = 'green', status = 'amber', domain FORMAT PrettyCompactNoEscapes"
 echo "-- failures (mail moved to Invalid; each mail once, with how often it was delivered)"
 q "SELECT source, reason, deliveries FROM dmarc.failures ORDER BY toUInt32OrZero(extract(source, ' uid ([0-9]+) ')), source LIMIT 20 FORMAT PrettyCompactNoEscapes"
 
