@@ -700,31 +700,26 @@ async fn check_selector(resolver: &Resolver, domain: &str, selector: &str) -> Do
     check
 }
 
-/// Whether `name` can be looked up: labels of letters, digits, '-' and '_', 1 to 63
-/// characters, at least two labels, 253 characters at most. Names come from reports,
-/// written by strangers.
+/// Whether `name` can be looked up: at least two labels, 253 characters at most. Names
+/// come from reports, written by strangers.
 pub fn is_host_name(name: &str) -> bool {
-    name.len() <= 253
-        && name.contains('.')
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    name.len() <= 253 && name.contains('.') && valid_labels(name)
 }
 
-/// Whether `selector` can be a DKIM selector: one or more labels as [`is_host_name`]'s.
+/// Whether `selector` can be a DKIM selector: one or more labels, 128 characters at most.
 fn is_selector(selector: &str) -> bool {
-    selector.len() <= 128
-        && selector.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    selector.len() <= 128 && valid_labels(selector)
+}
+
+/// Labels of letters, digits, '-' and '_', 1 to 63 characters each.
+fn valid_labels(name: &str) -> bool {
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 #[cfg(test)]
