@@ -83,6 +83,11 @@ pub enum Command {
         #[command(subcommand)]
         action: DomainsAction,
     },
+    /// Alerts on changes for the worse (see `dmarc.alerts`).
+    Alerts {
+        #[command(subcommand)]
+        action: AlertsAction,
+    },
     /// DNS checks of every inventory domain and of the busiest report domains.
     Dns {
         #[command(subcommand)]
@@ -110,6 +115,15 @@ pub enum DomainsAction {
     /// domains gone from the file marked removed (never deleted); then list the policy
     /// domains of stored reports that are not in it. Safe to re-run.
     Sync,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Evaluate the alert rules over the stored DNS snapshots and statuses: new alerts
+    /// opened, open ones kept (one per rule, domain and key), those no longer firing
+    /// resolved, in `dmarc.alert_history` (current state: the `dmarc.alerts` view). Run
+    /// it after `dns check`. Delivery (mail, webhook) is not built yet.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +197,9 @@ pub fn main() -> ExitCode {
         Command::Dns {
             action: DnsAction::Check,
         } => dns_check(&config),
+        Command::Alerts {
+            action: AlertsAction::Check,
+        } => alerts_check(&config),
         Command::Run { once } => run(&config, once),
     }
 }
@@ -509,6 +526,26 @@ async fn accepted_domains(
             Ok(Some(accepted))
         }
         Err(e) => Err(fail_store(&e)),
+    }
+}
+
+/// `alerts check`: one evaluation of the alert rules (see [`crate::alerts`]).
+fn alerts_check(config: &Config) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&config.clickhouse).await?;
+        store.check_schema().await?;
+        crate::alerts::run::check(&store, crate::store::now()).await
+    });
+    match result {
+        Ok(summary) => {
+            eprintln!("alerts check: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail_store(&e),
     }
 }
 

@@ -307,3 +307,102 @@ fn a_bad_dns_configuration_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resolver.example"));
 }
+
+#[test]
+fn changes_for_the_worse_open_one_alert_each_until_they_are_mended() {
+    let db = TestDb::fresh("alerts_check");
+    let dir = tempfile::tempdir().unwrap();
+    let domains_file = dir.path().join("domains.csv");
+    std::fs::write(
+        &domains_file,
+        "domain,owner,group,parked,contact\n\
+         pnone.checks.test,A,G,no,\nspf11.checks.test,A,G,no,\n\
+         plusall.checks.test,A,G,no,\ngood.checks.test,A,G,no,\n",
+    )
+    .unwrap();
+    assert!(db
+        .command(&["domains", "sync"])
+        .env("DMARC_INGEST_DOMAINS_FILE", &domains_file)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    // Ten days ago pnone published p=reject and plusall was green.
+    let then = now() - 10 * 86_400;
+    db.sql(&format!(
+        "INSERT INTO {}.dns_checks (checked_at, domain, in_inventory, dmarc_name, dmarc_p, dmarc_status) \
+         VALUES ({then}, 'pnone.checks.test', 1, '_dmarc.pnone.checks.test', 'reject', 'ok')",
+        db.database
+    ));
+    db.sql(&format!(
+        "INSERT INTO {}.domain_status_history (computed_at, domain, status) \
+         VALUES ({then}, 'plusall.checks.test', 'green')",
+        db.database
+    ));
+    let (code, stderr) = dns_check(&db, &domains_file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let alerts_check = || {
+        let out = db.cli(&["alerts", "check"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+    };
+    let open = || {
+        db.rows(
+            "SELECT rule, domain, summary FROM {database}.alerts WHERE state = 'open' ORDER BY rule",
+        )
+    };
+    let stderr = alerts_check();
+    assert!(
+        stderr.contains("3 alerts opened, 0 still open, 0 resolved"),
+        "{stderr}"
+    );
+    let alerts = open();
+    let names: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("dmarc_downgraded", "pnone.checks.test"),
+            ("spf_over_limit", "spf11.checks.test"),
+            ("status_red", "plusall.checks.test"),
+        ]
+    );
+    assert!(
+        alerts[0][2].contains("p=reject became p=none"),
+        "{:?}",
+        alerts[0]
+    );
+
+    // Evaluated again: still one open alert each, not a second one.
+    let stderr = alerts_check();
+    assert!(
+        stderr.contains("0 alerts opened, 3 still open, 0 resolved"),
+        "{stderr}"
+    );
+    assert_eq!(open().len(), 3);
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.alerts"),
+        3,
+        "one alert per rule, domain and key"
+    );
+
+    // spf11 mended: its alert is resolved, the others stay open.
+    db.sql(&format!(
+        "INSERT INTO {}.dns_checks (checked_at, domain, in_inventory, dmarc_name, dmarc_p, dmarc_status, spf_lookups) \
+         VALUES ({}, 'spf11.checks.test', 1, '_dmarc.spf11.checks.test', 'reject', 'ok', 3)",
+        db.database,
+        now() + 5
+    ));
+    let stderr = alerts_check();
+    assert!(
+        stderr.contains("0 alerts opened, 2 still open, 1 resolved"),
+        "{stderr}"
+    );
+    assert_eq!(
+        db.rows("SELECT state FROM {database}.alerts WHERE rule = 'spf_over_limit'"),
+        [["resolved"]]
+    );
+}

@@ -41,6 +41,7 @@ use uuid::Uuid;
 
 use crate::config::ClickHouseConfig;
 
+pub mod alerts;
 pub mod batch;
 pub mod dns_checks;
 pub mod domains;
@@ -108,6 +109,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "010_dns_checks_and_status",
         include_str!("../../../schema/010_dns_checks_and_status.sql"),
     ),
+    (
+        11,
+        "011_alerts",
+        include_str!("../../../schema/011_alerts.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -163,6 +169,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         "010_dns_checks_and_status",
         include_str!("../../../schema/cluster/010_dns_checks_and_status.sql"),
     ),
+    (
+        11,
+        "011_alerts",
+        include_str!("../../../schema/cluster/011_alerts.sql"),
+    ),
 ];
 
 /// The store's queries (also run on the current engine by the CI check).
@@ -178,6 +189,8 @@ struct Queries {
     sources_to_resolve: &'static str,
     dns_check_targets: &'static str,
     status_inputs: &'static str,
+    alert_dns_inputs: &'static str,
+    alert_status_inputs: &'static str,
 }
 
 const SINGLE_SERVER_QUERIES: Queries = Queries {
@@ -192,6 +205,8 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     sources_to_resolve: include_str!("../../../schema/queries/sources_to_resolve.sql"),
     dns_check_targets: include_str!("../../../schema/queries/dns_check_targets.sql"),
     status_inputs: include_str!("../../../schema/queries/status_inputs.sql"),
+    alert_dns_inputs: include_str!("../../../schema/queries/alert_dns_inputs.sql"),
+    alert_status_inputs: include_str!("../../../schema/queries/alert_status_inputs.sql"),
 };
 
 const CLUSTER_QUERIES: Queries = Queries {
@@ -208,6 +223,8 @@ const CLUSTER_QUERIES: Queries = Queries {
     sources_to_resolve: include_str!("../../../schema/cluster/queries/sources_to_resolve.sql"),
     dns_check_targets: include_str!("../../../schema/cluster/queries/dns_check_targets.sql"),
     status_inputs: include_str!("../../../schema/cluster/queries/status_inputs.sql"),
+    alert_dns_inputs: include_str!("../../../schema/cluster/queries/alert_dns_inputs.sql"),
+    alert_status_inputs: include_str!("../../../schema/cluster/queries/alert_status_inputs.sql"),
 };
 
 const STALE_STAGING_SQL: &str =

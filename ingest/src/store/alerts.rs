@@ -1,0 +1,59 @@
+//! Alerts in ClickHouse: what the alert rules judge (`queries/alert_dns_inputs.sql`,
+//! `queries/alert_status_inputs.sql`), the alerts open now (`alerts` view), and the rows
+//! of each evaluation (`alert_history`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::alerts::{DnsAlertInputs, StatusAlertInputs};
+
+/// One row of `alert_history` (and of the `alerts` view's columns).
+#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct AlertRow {
+    pub observed_at: u32,
+    pub rule: String,
+    pub domain: String,
+    pub key: String,
+    pub state: String,
+    pub first_seen: u32,
+    pub last_seen: u32,
+    pub severity: String,
+    pub summary: String,
+    pub evidence_names: Vec<String>,
+    pub evidence_values: Vec<f64>,
+}
+
+impl Store {
+    /// What the DNS alert rules judge, per inventory domain.
+    pub async fn alert_dns_inputs(&self) -> Result<Vec<DnsAlertInputs>, StoreError> {
+        let sql = self.render(self.queries().alert_dns_inputs, uuid::Uuid::nil());
+        self.retry("read what the DNS alert rules judge", || {
+            self.client.query(&sql).fetch_all::<DnsAlertInputs>()
+        })
+        .await
+    }
+
+    /// What the status alert rule judges, per inventory domain.
+    pub async fn alert_status_inputs(&self) -> Result<Vec<StatusAlertInputs>, StoreError> {
+        let sql = self.render(self.queries().alert_status_inputs, uuid::Uuid::nil());
+        self.retry("read what the status alert rule judges", || {
+            self.client.query(&sql).fetch_all::<StatusAlertInputs>()
+        })
+        .await
+    }
+
+    /// The alerts open now.
+    pub async fn open_alerts(&self) -> Result<Vec<AlertRow>, StoreError> {
+        let sql = format!(
+            "SELECT toUInt32(last_seen) AS observed_at, rule, domain, key, state, \
+             toUInt32(first_seen) AS first_seen, toUInt32(last_seen) AS last_seen, severity, \
+             summary, evidence_names, evidence_values \
+             FROM {}.alerts WHERE state = 'open' ORDER BY domain, rule, key",
+            self.database()
+        );
+        self.retry("read the open alerts", || {
+            self.client.query(&sql).fetch_all::<AlertRow>()
+        })
+        .await
+    }
+}
