@@ -996,7 +996,7 @@ fn reports_for_domains_outside_the_inventory_are_refused_under_accept_inventory(
 }
 
 #[test]
-fn the_daemon_checks_the_inventory_dns_at_start_and_judges_every_domain() {
+fn the_daemon_checks_the_inventory_dns_at_start_judges_every_domain_and_evaluates_alerts() {
     let imap = Dovecot::shared();
     let user = "dm_dnscheck";
     imap.fresh_user(user);
@@ -1016,6 +1016,12 @@ fn the_daemon_checks_the_inventory_dns_at_start_and_judges_every_domain() {
         .output()
         .unwrap();
     assert!(synced.status.success());
+    // Ten days ago plusall was green: turning red opens an alert.
+    db.sql(&format!(
+        "INSERT INTO {}.domain_status_history (computed_at, domain, status) \
+         VALUES (now() - 864000, 'plusall.checks.test', 'green')",
+        db.database
+    ));
     let child = spawn_daemon(
         &db,
         &imap,
@@ -1031,6 +1037,11 @@ fn the_daemon_checks_the_inventory_dns_at_start_and_judges_every_domain() {
         Duration::from_secs(60),
         || db.number("SELECT count() FROM {database}.domain_status WHERE computed_at > 0") == 2,
     );
+    wait_until(
+        "the alerts evaluated after it",
+        Duration::from_secs(30),
+        || db.number("SELECT count() FROM {database}.alerts WHERE state = 'open'") > 0,
+    );
     assert_eq!(terminate(child), 0);
     assert_eq!(
         db.rows("SELECT domain, status FROM {database}.domain_status ORDER BY domain"),
@@ -1043,5 +1054,9 @@ fn the_daemon_checks_the_inventory_dns_at_start_and_judges_every_domain() {
         db.number("SELECT count() FROM {database}.dns_checks"),
         2,
         "one run at start, the next one 6 hours later"
+    );
+    assert_eq!(
+        db.rows("SELECT rule, domain FROM {database}.alerts WHERE state = 'open'"),
+        [["status_red", "plusall.checks.test"]]
     );
 }

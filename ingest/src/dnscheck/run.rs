@@ -295,7 +295,8 @@ pub fn row(check: &DomainCheck, checked_at: u32) -> DnsCheckRow {
 /// interval if shorter.
 pub const RETRY_AFTER: Duration = Duration::from_secs(300);
 
-/// The daemon's DNS checks: a run at start, then every `every`, until `shutdown`. A run
+/// The daemon's DNS checks, each followed by an evaluation of the alert rules
+/// ([`crate::alerts`]): a run at start, then every `every`, until `shutdown`. A run
 /// in flight is abandoned at shutdown (the snapshots written so far stay; the next run
 /// makes new ones).
 pub async fn schedule(
@@ -314,6 +315,11 @@ pub async fn schedule(
         let wait = match result {
             Ok(summary) => {
                 tracing::info!(%summary, "DNS checks done");
+                // The alert rules judge the snapshots and statuses just written.
+                match crate::alerts::run::check(&store, crate::store::now()).await {
+                    Ok(alerts) => tracing::info!(%alerts, "alerts evaluated"),
+                    Err(e) => tracing::warn!(error = %e, "cannot evaluate the alerts now"),
+                }
                 every
             }
             Err(e) => {
