@@ -133,6 +133,9 @@ PLACEHOLDERS = {
     "{naming_version}": "'services:0 asn: country:'",
     "{ingested}": "ingested_at >= toDateTime(1700000000)",
     "{limit}": "10000",
+    "{today}": "toDate('2025-03-01')",
+    "{recent_days}": "2",
+    "{history_days}": "30",
     "{max_seen}": "1000",
 }
 

@@ -263,6 +263,7 @@ fn run(config: &Config, once: bool) -> ExitCode {
                         resolver,
                         crate::dnscheck::run::RunSettings::from_config(config),
                         std::time::Duration::from_secs(config.dns.check_interval),
+                        config.alerts.clone(),
                         stop_rx.clone(),
                     ));
                 }
@@ -538,7 +539,7 @@ fn alerts_check(config: &Config) -> ExitCode {
     let result = rt.block_on(async {
         let store = Store::connect(&config.clickhouse).await?;
         store.check_schema().await?;
-        crate::alerts::run::check(&store, crate::store::now()).await
+        crate::alerts::run::check(&store, &config.alerts, crate::store::now()).await
     });
     match result {
         Ok(summary) => {

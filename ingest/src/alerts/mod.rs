@@ -1,35 +1,55 @@
-//! Alerts: rules over the stored DNS snapshots and statuses that say when something got
-//! worse, deduplicated into `alert_history` (one open alert per rule, domain and key).
+//! Alerts: rules over the stored DNS snapshots, statuses and report traffic that say when
+//! something got worse, deduplicated into `alert_history` (one open alert per rule,
+//! domain and key).
 //!
-//! In: the rows of `queries/alert_dns_inputs.sql` and `queries/alert_status_inputs.sql`,
-//! and the alerts open now. Out: the `alert_history` rows of this evaluation: the firing
-//! alerts (new, or still open with `last_seen` moved on) and the resolved ones.
-//! Pure; `run` evaluates against the store.
+//! In: the rows of `queries/alert_dns_inputs.sql` and `queries/alert_status_inputs.sql`
+//! (here), of the traffic queries ([`traffic`]), and the alerts open now. Out: the
+//! `alert_history` rows of this evaluation: the firing alerts (new, or still open with
+//! `last_seen` moved on) and the resolved ones. Pure; `run` evaluates against the store.
 //!
-//! The rules here (each is open for as long as its condition holds):
+//! The DNS rules here (each is open for as long as its condition holds; the traffic rules
+//! are in [`traffic`]):
 //! - `dmarc_downgraded`: the DMARC policy in force is weaker than the strongest of the
 //!   last 30 days (reject > quarantine > none > no usable record);
 //! - `dmarc_broken`: the DMARC record is missing or broken now, and was fine in the 30
 //!   days;
 //! - `spf_over_limit`: SPF needs more than 10 DNS lookups;
 //! - `status_red`: the domain is red now, and was green or amber in the 30 days.
-//!
-//! Not built yet (issue 13): spoofing campaigns, legitimate senders starting to fail,
-//! silence, delivery (SMTP, webhook) and the weekly digest.
 
 pub mod run;
+pub mod traffic;
 
 use serde::Deserialize;
 
 use crate::store::alerts::AlertRow;
 
 /// The rules evaluated here, by name (an open alert of another rule is left alone).
-pub const RULES: [&str; 4] = [
+pub const RULES: [&str; 8] = [
     "dmarc_downgraded",
     "dmarc_broken",
     "spf_over_limit",
     "status_red",
+    "spoofing_new_source",
+    "spoofing_surge",
+    "sender_failing",
+    "silence",
 ];
+
+/// Days since 1970 as "YYYY-MM-DD".
+pub fn day_text(day: u16) -> String {
+    let (y, m, d) = crate::rows::civil_from_days(i64::from(day));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Seconds since 1970 as "YYYY-MM-DD HH:MM UTC".
+pub fn time_text(secs: u32) -> String {
+    format!(
+        "{} {:02}:{:02} UTC",
+        day_text((secs / 86_400) as u16),
+        secs / 3600 % 24,
+        secs / 60 % 60
+    )
+}
 
 /// One row of `alert_dns_inputs.sql`.
 #[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, Deserialize)]
@@ -265,7 +285,7 @@ mod tests {
         );
         // An open alert of a rule not evaluated here is left alone.
         let other = AlertRow {
-            rule: "silence".into(),
+            rule: "retired_rule".into(),
             ..first[0].clone()
         };
         assert!(transitions(&[other], &[], 400).is_empty());

@@ -1,9 +1,13 @@
 //! One alert evaluation (`dmarc-ingest alerts check`): the rules over the store's DNS
-//! snapshots and statuses, the transitions written to `alert_history`.
+//! snapshots, statuses and report traffic, the transitions written to `alert_history`.
 //!
-//! In: the store. Out: an [`AlertSummary`], or the store's error.
+//! In: the store, the `[alerts]` thresholds, the time. Out: an [`AlertSummary`], or the
+//! store's error (then nothing is written: a rule whose inputs could not be read must not
+//! resolve its alerts).
 
+use super::traffic::{domain_rules, pipeline_heard, sender_rules};
 use super::{dns_rules, status_rule, transitions};
+use crate::config::AlertsConfig;
 use crate::store::{Store, StoreError};
 
 /// What an evaluation did.
@@ -25,8 +29,13 @@ impl std::fmt::Display for AlertSummary {
     }
 }
 
-/// Evaluates the rules at `now` and writes the transitions.
-pub async fn check(store: &Store, now: u32) -> Result<AlertSummary, StoreError> {
+/// Evaluates the rules at `now` (seconds since 1970) and writes the transitions.
+pub async fn check(
+    store: &Store,
+    config: &AlertsConfig,
+    now: u32,
+) -> Result<AlertSummary, StoreError> {
+    let today = (now / 86_400) as u16;
     let mut firing: Vec<_> = store
         .alert_dns_inputs()
         .await?
@@ -40,7 +49,37 @@ pub async fn check(store: &Store, now: u32) -> Result<AlertSummary, StoreError> 
             .iter()
             .filter_map(status_rule),
     );
-    let open = store.open_alerts().await?;
+    let senders = store
+        .alert_sender_inputs(today, config.recent_days, config.history_days)
+        .await?;
+    firing.extend(senders.iter().flat_map(|s| sender_rules(s, config)));
+    let domains = store
+        .alert_domain_inputs(
+            today,
+            config.recent_days.max(config.silence_days),
+            config.history_days,
+        )
+        .await?;
+    let heard = pipeline_heard(&domains, config, today);
+    if !heard && !domains.is_empty() {
+        tracing::warn!(
+            silence_days = config.silence_days,
+            "no domain had a report lately: the pipeline, not the domains, is silent; the \
+             silence rule is not judged"
+        );
+    }
+    firing.extend(
+        domains
+            .iter()
+            .flat_map(|d| domain_rules(d, config, today, heard)),
+    );
+    // Silence not judged: its open alerts stay as they are (neither resolved nor moved on).
+    let open: Vec<_> = store
+        .open_alerts()
+        .await?
+        .into_iter()
+        .filter(|o| heard || o.rule != "silence")
+        .collect();
     let rows = transitions(&open, &firing, now);
     let mut summary = AlertSummary::default();
     for row in &rows {

@@ -142,7 +142,7 @@ where
 
 /// Deserializes an interval in seconds: a number, or a string of digits ending in s, m,
 /// h or d ("90s", "30m", "6h", "1d"; bare digits are seconds).
-fn interval<'de, D>(d: D) -> Result<u64, D::Error>
+pub(crate) fn interval<'de, D>(d: D) -> Result<u64, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -187,7 +187,7 @@ pub(crate) fn parse_interval(text: &str) -> Result<u64, String> {
 
 /// Deserializes a list given as a TOML array of strings or as one comma-separated string
 /// (from the environment: `DMARC_INGEST_DNS_NAMESERVERS=127.0.0.1:5353,[::1]:53`).
-fn list<'de, D>(d: D) -> Result<Vec<String>, D::Error>
+pub(crate) fn list<'de, D>(d: D) -> Result<Vec<String>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {

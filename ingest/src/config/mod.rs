@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod alerts;
 mod dns;
 mod domains;
 mod imap;
+pub use alerts::*;
 pub(crate) use dns::optional_path;
 pub use dns::*;
 pub use domains::*;
@@ -81,6 +83,12 @@ pub struct Config {
     /// The inventory of domains the team answers for.
     #[serde(default)]
     pub domains: DomainsConfig,
+    /// Alert rules, their schedule and recipients; the weekly digest's schedule.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// The mail server alerts and digests go through.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
 }
 
 /// Default address of the metrics endpoint.
@@ -432,6 +440,32 @@ impl Config {
             crate::tls::read_ca_file(path)
                 .map_err(|e| ConfigError::Invalid(format!("clickhouse.{e}")))?;
         }
+        if let Some(path) = self
+            .smtp
+            .password_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            self.smtp.password = read_secret(&path).map_err(|source| ConfigError::SecretFile {
+                key: "smtp.password_file".into(),
+                path,
+                source,
+            })?;
+        }
+        if self.smtp.username.is_empty() && self.smtp.password_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "smtp.password_file is set but smtp.username is empty".into(),
+            ));
+        }
+        if let Some(path) = self
+            .smtp
+            .ca_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            crate::tls::read_ca_file(path)
+                .map_err(|e| ConfigError::Invalid(format!("smtp.{e}")))?;
+        }
         let accounts = std::iter::once(("imap".to_owned(), &mut self.imap)).chain(
             self.imap_accounts
                 .iter_mut()
@@ -479,6 +513,8 @@ impl Config {
         }
         self.dns.validate().map_err(ConfigError::Invalid)?;
         self.domains.validate().map_err(ConfigError::Invalid)?;
+        self.alerts.validate().map_err(ConfigError::Invalid)?;
+        self.smtp.validate().map_err(ConfigError::Invalid)?;
         for account in self.accounts() {
             account
                 .validate()

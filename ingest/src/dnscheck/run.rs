@@ -304,6 +304,7 @@ pub async fn schedule(
     resolver: Resolver,
     settings: RunSettings,
     every: Duration,
+    alerts: crate::config::AlertsConfig,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -316,7 +317,7 @@ pub async fn schedule(
             Ok(summary) => {
                 tracing::info!(%summary, "DNS checks done");
                 // The alert rules judge the snapshots and statuses just written.
-                match crate::alerts::run::check(&store, crate::store::now()).await {
+                match crate::alerts::run::check(&store, &alerts, crate::store::now()).await {
                     Ok(alerts) => tracing::info!(%alerts, "alerts evaluated"),
                     Err(e) => tracing::warn!(error = %e, "cannot evaluate the alerts now"),
                 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
+use crate::alerts::traffic::{DomainInputs, SenderInputs};
 use crate::alerts::{DnsAlertInputs, StatusAlertInputs};
 
 /// One row of `alert_history` (and of the `alerts` view's columns).
@@ -40,6 +41,52 @@ impl Store {
             self.client.query(&sql).fetch_all::<StatusAlertInputs>()
         })
         .await
+    }
+
+    /// What the sender rules judge at `today` (days since 1970), per inventory domain and
+    /// sender.
+    pub async fn alert_sender_inputs(
+        &self,
+        today: u16,
+        recent_days: u16,
+        history_days: u16,
+    ) -> Result<Vec<SenderInputs>, StoreError> {
+        let sql = self.render_traffic(
+            self.queries().alert_sender_inputs,
+            today,
+            recent_days,
+            history_days,
+        );
+        self.retry("read what the sender alert rules judge", || {
+            self.client.query(&sql).fetch_all::<SenderInputs>()
+        })
+        .await
+    }
+
+    /// What the domain-wide traffic rules judge at `today`, per inventory domain.
+    pub async fn alert_domain_inputs(
+        &self,
+        today: u16,
+        recent_days: u16,
+        history_days: u16,
+    ) -> Result<Vec<DomainInputs>, StoreError> {
+        let sql = self.render_traffic(
+            self.queries().alert_domain_inputs,
+            today,
+            recent_days,
+            history_days,
+        );
+        self.retry("read what the domain traffic alert rules judge", || {
+            self.client.query(&sql).fetch_all::<DomainInputs>()
+        })
+        .await
+    }
+
+    fn render_traffic(&self, template: &str, today: u16, recent: u16, history: u16) -> String {
+        self.render(template, uuid::Uuid::nil())
+            .replace("{today}", &format!("toDate({today})"))
+            .replace("{recent_days}", &recent.to_string())
+            .replace("{history_days}", &history.to_string())
     }
 
     /// The alerts open now.

@@ -191,6 +191,8 @@ struct Queries {
     status_inputs: &'static str,
     alert_dns_inputs: &'static str,
     alert_status_inputs: &'static str,
+    alert_sender_inputs: &'static str,
+    alert_domain_inputs: &'static str,
 }
 
 const SINGLE_SERVER_QUERIES: Queries = Queries {
@@ -207,6 +209,8 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     status_inputs: include_str!("../../../schema/queries/status_inputs.sql"),
     alert_dns_inputs: include_str!("../../../schema/queries/alert_dns_inputs.sql"),
     alert_status_inputs: include_str!("../../../schema/queries/alert_status_inputs.sql"),
+    alert_sender_inputs: include_str!("../../../schema/queries/alert_sender_inputs.sql"),
+    alert_domain_inputs: include_str!("../../../schema/queries/alert_domain_inputs.sql"),
 };
 
 const CLUSTER_QUERIES: Queries = Queries {
@@ -225,6 +229,8 @@ const CLUSTER_QUERIES: Queries = Queries {
     status_inputs: include_str!("../../../schema/cluster/queries/status_inputs.sql"),
     alert_dns_inputs: include_str!("../../../schema/cluster/queries/alert_dns_inputs.sql"),
     alert_status_inputs: include_str!("../../../schema/cluster/queries/alert_status_inputs.sql"),
+    alert_sender_inputs: include_str!("../../../schema/cluster/queries/alert_sender_inputs.sql"),
+    alert_domain_inputs: include_str!("../../../schema/cluster/queries/alert_domain_inputs.sql"),
 };
 
 const STALE_STAGING_SQL: &str =

@@ -5,6 +5,7 @@ pub mod clickhouse;
 pub mod dns;
 pub mod imap;
 pub mod networks;
+pub mod traffic;
 
 use std::io::BufRead;
 use std::path::PathBuf;
