@@ -255,6 +255,24 @@ fn run(config: &Config, once: bool) -> ExitCode {
                 }
             }
         }
+        let alerting = if once {
+            None
+        } else {
+            match crate::alerts::run::Alerting::new(store.clone(), config) {
+                Ok(alerting) => Some(std::sync::Arc::new(alerting)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(exit::CONFIG);
+                }
+            }
+        };
+        if let (Some(alerting), true) = (&alerting, config.alerts.check_interval > 0) {
+            tokio::spawn(crate::alerts::run::schedule(
+                alerting.clone(),
+                std::time::Duration::from_secs(config.alerts.check_interval),
+                stop_rx.clone(),
+            ));
+        }
         if !once && config.dns.check_interval > 0 {
             match crate::resolver::Resolver::new(&config.dns) {
                 Ok(resolver) => {
@@ -263,7 +281,7 @@ fn run(config: &Config, once: bool) -> ExitCode {
                         resolver,
                         crate::dnscheck::run::RunSettings::from_config(config),
                         std::time::Duration::from_secs(config.dns.check_interval),
-                        config.alerts.clone(),
+                        alerting.clone(),
                         stop_rx.clone(),
                     ));
                 }
@@ -539,12 +557,23 @@ fn alerts_check(config: &Config) -> ExitCode {
     let result = rt.block_on(async {
         let store = Store::connect(&config.clickhouse).await?;
         store.check_schema().await?;
-        crate::alerts::run::check(&store, &config.alerts, crate::store::now()).await
+        let alerting = match crate::alerts::run::Alerting::new(store, config) {
+            Ok(alerting) => alerting,
+            Err(e) => return Ok(Err(e)),
+        };
+        alerting
+            .evaluate_and_deliver(crate::store::now())
+            .await
+            .map(Ok)
     });
     match result {
-        Ok(summary) => {
-            eprintln!("alerts check: {summary}");
+        Ok(Ok((evaluated, delivered))) => {
+            eprintln!("alerts check: {evaluated}; {delivered}");
             ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::CONFIG)
         }
         Err(e) => fail_store(&e),
     }

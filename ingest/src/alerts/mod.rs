@@ -16,7 +16,9 @@
 //! - `spf_over_limit`: SPF needs more than 10 DNS lookups;
 //! - `status_red`: the domain is red now, and was green or amber in the 30 days.
 
+pub mod deliver;
 pub mod run;
+pub mod send;
 pub mod traffic;
 
 use serde::Deserialize;

@@ -5,9 +5,13 @@
 //! store's error (then nothing is written: a rule whose inputs could not be read must not
 //! resolve its alerts).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::send::{deliver_alerts, DeliverySummary, Outbox};
 use super::traffic::{domain_rules, pipeline_heard, sender_rules};
 use super::{dns_rules, status_rule, transitions};
-use crate::config::AlertsConfig;
+use crate::config::{AlertsConfig, Config};
 use crate::store::{Store, StoreError};
 
 /// What an evaluation did.
@@ -94,4 +98,83 @@ pub async fn check(
     }
     store.insert_rows("alert_history", &rows).await?;
     Ok(summary)
+}
+
+/// The daemon's alerting: evaluation and delivery, one at a time (the interval's and the
+/// DNS run's evaluations never overlap, so an alert is never opened twice).
+pub struct Alerting {
+    store: Store,
+    config: AlertsConfig,
+    outbox: Outbox,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Alerting {
+    /// From the config (fails when `[smtp]` or the webhook cannot be set up).
+    pub fn new(store: Store, config: &Config) -> Result<Alerting, String> {
+        Ok(Alerting {
+            store,
+            config: config.alerts.clone(),
+            outbox: Outbox::from_config(config)?,
+            lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Evaluates the rules at `now`, then delivers what is due.
+    pub async fn evaluate_and_deliver(
+        &self,
+        now: u32,
+    ) -> Result<(AlertSummary, DeliverySummary), StoreError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let evaluated = check(&self.store, &self.config, now).await?;
+        let delivered = deliver_alerts(&self.store, &self.outbox, now).await?;
+        Ok((evaluated, delivered))
+    }
+
+    /// Delivers what is due at `now` (retries after their backoff).
+    pub async fn deliver(&self, now: u32) -> Result<DeliverySummary, StoreError> {
+        let _one_at_a_time = self.lock.lock().await;
+        deliver_alerts(&self.store, &self.outbox, now).await
+    }
+}
+
+/// How often the daemon looks for deliveries to retry between evaluations.
+const DELIVERY_TICK: Duration = Duration::from_secs(60);
+
+/// The daemon's alert schedule: evaluates every `every` (the first at start) and delivers
+/// what is due every minute in between, until shutdown. Errors are logged, never fatal.
+pub async fn schedule(
+    alerting: Arc<Alerting>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut next_evaluation = tokio::time::Instant::now();
+    loop {
+        let now = crate::store::now();
+        let work = async {
+            if tokio::time::Instant::now() >= next_evaluation {
+                next_evaluation = tokio::time::Instant::now() + every;
+                match alerting.evaluate_and_deliver(now).await {
+                    Ok((evaluated, delivered)) => {
+                        tracing::info!(alerts = %evaluated, deliveries = %delivered, "alerts evaluated")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot evaluate the alerts now"),
+                }
+            } else {
+                match alerting.deliver(now).await {
+                    Ok(d) if d == DeliverySummary::default() => {}
+                    Ok(delivered) => tracing::info!(deliveries = %delivered, "alerts delivered"),
+                    Err(e) => tracing::warn!(error = %e, "cannot deliver the alerts now"),
+                }
+            }
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DELIVERY_TICK.min(every)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }

@@ -304,7 +304,7 @@ pub async fn schedule(
     resolver: Resolver,
     settings: RunSettings,
     every: Duration,
-    alerts: crate::config::AlertsConfig,
+    alerting: Option<std::sync::Arc<crate::alerts::run::Alerting>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -317,9 +317,13 @@ pub async fn schedule(
             Ok(summary) => {
                 tracing::info!(%summary, "DNS checks done");
                 // The alert rules judge the snapshots and statuses just written.
-                match crate::alerts::run::check(&store, &alerts, crate::store::now()).await {
-                    Ok(alerts) => tracing::info!(%alerts, "alerts evaluated"),
-                    Err(e) => tracing::warn!(error = %e, "cannot evaluate the alerts now"),
+                if let Some(alerting) = &alerting {
+                    match alerting.evaluate_and_deliver(crate::store::now()).await {
+                        Ok((evaluated, delivered)) => {
+                            tracing::info!(alerts = %evaluated, deliveries = %delivered, "alerts evaluated")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot evaluate the alerts now"),
+                    }
                 }
                 every
             }

@@ -104,3 +104,86 @@ impl Store {
         .await
     }
 }
+
+/// One row of `queries/alerts_to_deliver.sql`: an alert of the last 7 days, with its
+/// domain's owner and contact.
+#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct AlertToDeliver {
+    pub rule: String,
+    pub domain: String,
+    pub key: String,
+    pub first_seen_at: u32,
+    pub state: String,
+    pub last_seen_at: u32,
+    pub severity: String,
+    pub summary: String,
+    pub evidence_names: Vec<String>,
+    pub evidence_values: Vec<f64>,
+    pub owner: String,
+    pub contact: String,
+}
+
+/// One row of `deliveries`: an attempt to deliver an item over a channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct DeliveryRow {
+    pub attempted_at: u32,
+    pub kind: String,
+    pub item: String,
+    pub channel: String,
+    pub outcome: String,
+    pub attempt: u16,
+    pub recipients: Vec<String>,
+    pub message_id: String,
+    pub error: String,
+}
+
+/// What was done so far for an item over a channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct DeliveryState {
+    pub item: String,
+    pub channel: String,
+    /// Attempts made (the last attempt's number).
+    pub attempts: u16,
+    pub last_attempt: u32,
+    /// 1 once sent or abandoned: nothing more is to be done.
+    pub done: u8,
+}
+
+impl Store {
+    /// The alerts whose events may still have to be delivered.
+    pub async fn alerts_to_deliver(&self) -> Result<Vec<AlertToDeliver>, StoreError> {
+        let sql = self.render(self.queries().alerts_to_deliver, uuid::Uuid::nil());
+        self.retry("read the alerts to deliver", || {
+            self.client.query(&sql).fetch_all::<AlertToDeliver>()
+        })
+        .await
+    }
+
+    /// The deliveries of `kind` ("alert", "digest") attempted in the last `days` days.
+    pub async fn delivery_states(
+        &self,
+        kind: &str,
+        days: u32,
+    ) -> Result<Vec<DeliveryState>, StoreError> {
+        let sql = format!(
+            "SELECT item, channel, max(attempt) AS attempts, \
+             toUInt32(max(attempted_at)) AS last_attempt, \
+             toUInt8(countIf(outcome IN ('sent', 'abandoned')) > 0) AS done \
+             FROM {}.deliveries WHERE kind = ? AND attempted_at >= now() - INTERVAL {days} DAY \
+             GROUP BY item, channel ORDER BY item, channel",
+            self.database()
+        );
+        self.retry("read what was delivered", || {
+            self.client
+                .query(&sql)
+                .bind(kind)
+                .fetch_all::<DeliveryState>()
+        })
+        .await
+    }
+
+    /// Records delivery attempts.
+    pub async fn record_deliveries(&self, rows: &[DeliveryRow]) -> Result<(), StoreError> {
+        self.insert_rows("deliveries", rows).await
+    }
+}

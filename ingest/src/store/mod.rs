@@ -114,6 +114,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "011_alerts",
         include_str!("../../../schema/011_alerts.sql"),
     ),
+    (
+        12,
+        "012_deliveries",
+        include_str!("../../../schema/012_deliveries.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -174,6 +179,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         "011_alerts",
         include_str!("../../../schema/cluster/011_alerts.sql"),
     ),
+    (
+        12,
+        "012_deliveries",
+        include_str!("../../../schema/cluster/012_deliveries.sql"),
+    ),
 ];
 
 /// The store's queries (also run on the current engine by the CI check).
@@ -193,6 +203,7 @@ struct Queries {
     alert_status_inputs: &'static str,
     alert_sender_inputs: &'static str,
     alert_domain_inputs: &'static str,
+    alerts_to_deliver: &'static str,
 }
 
 const SINGLE_SERVER_QUERIES: Queries = Queries {
@@ -211,6 +222,7 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     alert_status_inputs: include_str!("../../../schema/queries/alert_status_inputs.sql"),
     alert_sender_inputs: include_str!("../../../schema/queries/alert_sender_inputs.sql"),
     alert_domain_inputs: include_str!("../../../schema/queries/alert_domain_inputs.sql"),
+    alerts_to_deliver: include_str!("../../../schema/queries/alerts_to_deliver.sql"),
 };
 
 const CLUSTER_QUERIES: Queries = Queries {
@@ -231,6 +243,7 @@ const CLUSTER_QUERIES: Queries = Queries {
     alert_status_inputs: include_str!("../../../schema/cluster/queries/alert_status_inputs.sql"),
     alert_sender_inputs: include_str!("../../../schema/cluster/queries/alert_sender_inputs.sql"),
     alert_domain_inputs: include_str!("../../../schema/cluster/queries/alert_domain_inputs.sql"),
+    alerts_to_deliver: include_str!("../../../schema/cluster/queries/alerts_to_deliver.sql"),
 };
 
 const STALE_STAGING_SQL: &str =
