@@ -17,6 +17,7 @@
 //! Not built yet (issue 13): spoofing campaigns, legitimate senders starting to fail,
 //! silence, delivery (SMTP, webhook) and the weekly digest.
 
+pub mod digest;
 pub mod run;
 
 use serde::Deserialize;
