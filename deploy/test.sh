@@ -30,6 +30,7 @@ deploy/dev/clickhouse.sh install
 deploy/dev/clickhouse.sh start
 deploy/dev/dovecot.sh install
 deploy/dev/dns.sh install
+deploy/dev/chromium.sh install
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -17,6 +17,7 @@
 //! - `status_red`: the domain is red now, and was green or amber in the 30 days.
 
 pub mod deliver;
+pub mod digest;
 pub mod run;
 pub mod send;
 pub mod traffic;
