@@ -31,6 +31,7 @@ deploy/dev/clickhouse.sh start
 deploy/dev/dovecot.sh install
 deploy/dev/dns.sh install
 deploy/dev/chromium.sh install
+deploy/dev/smtp.sh install
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -31,6 +31,9 @@ const DELIVERY_MEMORY_DAYS: u32 = 8;
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// The whole conversation's deadline (lettre's timeout is per read: a server that
+    /// stops answering mid-way, as after a refused login, could hold it for minutes).
+    deadline: Duration,
 }
 
 impl Mailer {
@@ -75,6 +78,7 @@ impl Mailer {
         Ok(Mailer {
             transport: builder.build(),
             from,
+            deadline: Duration::from_secs(config.timeout_secs),
         })
     }
 
@@ -99,11 +103,13 @@ impl Mailer {
 
     /// Sends one message; the error says why the server or the connection refused it.
     pub async fn send(&self, message: Message) -> Result<(), String> {
-        self.transport
-            .send(message)
-            .await
-            .map(drop)
-            .map_err(|e| error_chain(&e))
+        match tokio::time::timeout(self.deadline, self.transport.send(message)).await {
+            Ok(result) => result.map(drop).map_err(|e| error_chain(&e)),
+            Err(_) => Err(format!(
+                "the SMTP conversation took over {} s (smtp.timeout_secs)",
+                self.deadline.as_secs()
+            )),
+        }
     }
 }
 

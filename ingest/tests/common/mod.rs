@@ -5,7 +5,9 @@ pub mod clickhouse;
 pub mod dns;
 pub mod imap;
 pub mod networks;
+pub mod smtp;
 pub mod traffic;
+pub mod webhook;
 
 use std::io::BufRead;
 use std::path::PathBuf;
