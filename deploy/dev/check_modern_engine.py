@@ -134,6 +134,8 @@ PLACEHOLDERS = {
     "{ingested}": "ingested_at >= toDateTime(1700000000)",
     "{limit}": "10000",
     "{today}": "toDate('2025-03-01')",
+    "{week_start}": "toDate('2025-02-24')",
+    "{week_end}": "toDate('2025-03-02')",
     "{recent_days}": "2",
     "{history_days}": "30",
     "{max_seen}": "1000",

@@ -88,6 +88,24 @@ pub enum Command {
         #[command(subcommand)]
         action: AlertsAction,
     },
+    /// The weekly digests: per owner of the inventory, each domain's status, volumes,
+    /// pass rates, top senders, new sources, open alerts and a chart of the week; mailed
+    /// (`[smtp]`) to the owner's contacts and `[alerts] team_recipients` (once per owner
+    /// and week: a digest mailed before is not mailed again), and/or written to a
+    /// directory.
+    Digest {
+        /// Only this owner's digest (as written in the domains file).
+        #[arg(long)]
+        owner: Option<String>,
+        /// The week holding this day (YYYY-MM-DD); default: the last whole week
+        /// (Monday to Sunday, UTC).
+        #[arg(long)]
+        week: Option<String>,
+        /// Write `<owner>-<week>.html` (charts embedded), `.txt` and `.csv` here, and
+        /// mail nothing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// DNS checks of every inventory domain and of the busiest report domains.
     Dns {
         #[command(subcommand)]
@@ -119,10 +137,12 @@ pub enum DomainsAction {
 
 #[derive(Debug, Subcommand)]
 pub enum AlertsAction {
-    /// Evaluate the alert rules over the stored DNS snapshots and statuses: new alerts
-    /// opened, open ones kept (one per rule, domain and key), those no longer firing
-    /// resolved, in `dmarc.alert_history` (current state: the `dmarc.alerts` view). Run
-    /// it after `dns check`. Delivery (mail, webhook) is not built yet.
+    /// Evaluate the alert rules over the stored DNS snapshots, statuses and report
+    /// traffic: new alerts opened, open ones kept (one per rule, domain and key), those no
+    /// longer firing resolved, in `dmarc.alert_history` (current state: the
+    /// `dmarc.alerts` view); then deliver what is due (`[smtp]` mail to the domain's
+    /// contact and `[alerts] team_recipients`, `webhook_url`), once per alert event,
+    /// failed deliveries tried again after a backoff.
     Check,
 }
 
@@ -200,6 +220,7 @@ pub fn main() -> ExitCode {
         Command::Alerts {
             action: AlertsAction::Check,
         } => alerts_check(&config),
+        Command::Digest { owner, week, out } => digest(&config, owner, week, out),
         Command::Run { once } => run(&config, once),
     }
 }
@@ -266,6 +287,23 @@ fn run(config: &Config, once: bool) -> ExitCode {
                 }
             }
         };
+        if !once && config.smtp.enabled() && config.alerts.digest_hour < 24 {
+            match crate::alerts::send::Outbox::from_config(config) {
+                Ok(outbox) => {
+                    tokio::spawn(crate::alerts::weekly::schedule(
+                        store.clone(),
+                        outbox,
+                        config.alerts.digest_weekday,
+                        config.alerts.digest_hour,
+                        stop_rx.clone(),
+                    ));
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(exit::CONFIG);
+                }
+            }
+        }
         if let (Some(alerting), true) = (&alerting, config.alerts.check_interval > 0) {
             tokio::spawn(crate::alerts::run::schedule(
                 alerting.clone(),
@@ -545,6 +583,75 @@ async fn accepted_domains(
             Ok(Some(accepted))
         }
         Err(e) => Err(fail_store(&e)),
+    }
+}
+
+/// `digest`: the weekly digests, mailed or written.
+fn digest(
+    config: &Config,
+    owner: Option<String>,
+    week: Option<String>,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    use crate::alerts::weekly;
+    let today = (crate::store::now() / 86_400) as u16;
+    let week_start = match week.as_deref().map(weekly::parse_day) {
+        None => weekly::previous_week(today),
+        Some(Some(day)) => weekly::week_start_of(day),
+        Some(None) => {
+            eprintln!(
+                "error: --week {:?} is not a date (YYYY-MM-DD)",
+                week.unwrap_or_default()
+            );
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    if out.is_none() && !config.smtp.enabled() {
+        eprintln!("error: nothing to do: set [smtp] host to mail the digests, or give --out DIR");
+        return ExitCode::from(exit::CONFIG);
+    }
+    let outbox = match crate::alerts::send::Outbox::from_config(config) {
+        Ok(outbox) => outbox,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let options = weekly::DigestOptions {
+        owner,
+        week_start,
+        send: out.is_none(),
+        out_dir: out,
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&config.clickhouse).await?;
+        store.check_schema().await?;
+        Ok::<_, crate::store::StoreError>(
+            weekly::run(&store, &outbox, &options, crate::store::now()).await,
+        )
+    });
+    match result {
+        Ok(Ok(summary)) => {
+            eprintln!("digest {}: {summary}", crate::alerts::day_text(week_start));
+            if summary.failed > 0 {
+                ExitCode::from(exit::INPUTS_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Ok(Err(weekly::DigestError::Store(e))) | Err(e) => fail_store(&e),
+        Ok(Err(e @ weekly::DigestError::UnknownOwner(_))) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::CONFIG)
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::INPUTS_FAILED)
+        }
     }
 }
 

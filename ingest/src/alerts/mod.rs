@@ -21,6 +21,7 @@ pub mod digest;
 pub mod run;
 pub mod send;
 pub mod traffic;
+pub mod weekly;
 
 use serde::Deserialize;
 

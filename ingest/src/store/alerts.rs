@@ -187,3 +187,74 @@ impl Store {
         self.insert_rows("deliveries", rows).await
     }
 }
+
+/// One row of `queries/digest_domains.sql`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct DigestDomainRow {
+    pub domain: String,
+    pub owner: String,
+    pub contact: String,
+    pub status: String,
+    pub reasons: Vec<String>,
+}
+
+/// One row of `queries/digest_days.sql` (day: days since 1970).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct DigestDayRow {
+    pub domain: String,
+    pub day: u16,
+    pub day_messages: u64,
+    pub day_dmarc_pass: u64,
+    pub day_dkim_pass: u64,
+    pub day_spf_pass: u64,
+}
+
+/// One row of `queries/digest_senders.sql`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct DigestSenderRow {
+    pub domain: String,
+    pub sender: String,
+    pub service: String,
+    pub example_ip: String,
+    pub week_messages: u64,
+    pub week_dmarc_pass: u64,
+    pub new_source: u8,
+}
+
+impl Store {
+    /// The inventory's domains with owner, contact and status, for the digests.
+    pub async fn digest_domains(&self) -> Result<Vec<DigestDomainRow>, StoreError> {
+        let sql = self.render(self.queries().digest_domains, uuid::Uuid::nil());
+        self.retry("read the digests' domains", || {
+            self.client.query(&sql).fetch_all::<DigestDomainRow>()
+        })
+        .await
+    }
+
+    /// The daily volumes of the week from `week_start` (days since 1970, 7 days).
+    pub async fn digest_days(&self, week_start: u16) -> Result<Vec<DigestDayRow>, StoreError> {
+        let sql = self.render_week(self.queries().digest_days, week_start);
+        self.retry("read the digests' daily volumes", || {
+            self.client.query(&sql).fetch_all::<DigestDayRow>()
+        })
+        .await
+    }
+
+    /// The senders of the week from `week_start`, busiest first per domain.
+    pub async fn digest_senders(
+        &self,
+        week_start: u16,
+    ) -> Result<Vec<DigestSenderRow>, StoreError> {
+        let sql = self.render_week(self.queries().digest_senders, week_start);
+        self.retry("read the digests' senders", || {
+            self.client.query(&sql).fetch_all::<DigestSenderRow>()
+        })
+        .await
+    }
+
+    fn render_week(&self, template: &str, week_start: u16) -> String {
+        self.render(template, uuid::Uuid::nil())
+            .replace("{week_start}", &format!("toDate({week_start})"))
+            .replace("{week_end}", &format!("toDate({})", week_start + 6))
+    }
+}

@@ -204,6 +204,9 @@ struct Queries {
     alert_sender_inputs: &'static str,
     alert_domain_inputs: &'static str,
     alerts_to_deliver: &'static str,
+    digest_domains: &'static str,
+    digest_days: &'static str,
+    digest_senders: &'static str,
 }
 
 const SINGLE_SERVER_QUERIES: Queries = Queries {
@@ -223,6 +226,9 @@ const SINGLE_SERVER_QUERIES: Queries = Queries {
     alert_sender_inputs: include_str!("../../../schema/queries/alert_sender_inputs.sql"),
     alert_domain_inputs: include_str!("../../../schema/queries/alert_domain_inputs.sql"),
     alerts_to_deliver: include_str!("../../../schema/queries/alerts_to_deliver.sql"),
+    digest_domains: include_str!("../../../schema/queries/digest_domains.sql"),
+    digest_days: include_str!("../../../schema/queries/digest_days.sql"),
+    digest_senders: include_str!("../../../schema/queries/digest_senders.sql"),
 };
 
 const CLUSTER_QUERIES: Queries = Queries {
@@ -244,6 +250,9 @@ const CLUSTER_QUERIES: Queries = Queries {
     alert_sender_inputs: include_str!("../../../schema/cluster/queries/alert_sender_inputs.sql"),
     alert_domain_inputs: include_str!("../../../schema/cluster/queries/alert_domain_inputs.sql"),
     alerts_to_deliver: include_str!("../../../schema/cluster/queries/alerts_to_deliver.sql"),
+    digest_domains: include_str!("../../../schema/cluster/queries/digest_domains.sql"),
+    digest_days: include_str!("../../../schema/cluster/queries/digest_days.sql"),
+    digest_senders: include_str!("../../../schema/cluster/queries/digest_senders.sql"),
 };
 
 const STALE_STAGING_SQL: &str =
