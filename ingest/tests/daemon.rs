@@ -997,6 +997,7 @@ fn reports_for_domains_outside_the_inventory_are_refused_under_accept_inventory(
 
 #[test]
 fn the_daemon_checks_the_inventory_dns_at_start_judges_every_domain_and_evaluates_alerts() {
+    let smtp = common::smtp::SmtpServer::own(2545);
     let imap = Dovecot::shared();
     let user = "dm_dnscheck";
     imap.fresh_user(user);
@@ -1007,7 +1008,7 @@ fn the_daemon_checks_the_inventory_dns_at_start_judges_every_domain_and_evaluate
     std::fs::write(
         &domains,
         "domain,owner,group,parked,contact\n\
-         good.checks.test,Owner A,G,no,\nplusall.checks.test,Owner B,G,no,\n",
+         good.checks.test,Owner A,G,no,\nplusall.checks.test,Owner B,G,no,it@plusall.checks.test\n",
     )
     .unwrap();
     let synced = db
@@ -1022,16 +1023,20 @@ fn the_daemon_checks_the_inventory_dns_at_start_judges_every_domain_and_evaluate
          VALUES (now() - 864000, 'plusall.checks.test', 'green')",
         db.database
     ));
-    let child = spawn_daemon(
-        &db,
-        &imap,
-        user,
-        &[
-            ("DMARC_INGEST_DNS_NAMESERVERS", dns.nameservers[0].as_str()),
-            ("DMARC_INGEST_DNS_CHECK_INTERVAL", "6h"),
-            ("DMARC_INGEST_DOMAINS_RUA_ADDRESS", "dmarc@reports.test"),
-        ],
-    );
+    // Today is the digest day, from midnight: last week's digests go out at start.
+    let today = dmarc_ingest::store::now() / 86_400;
+    let weekday = ((today + 3) % 7 + 1).to_string();
+    let smtp_env = smtp.env(work.path());
+    let mut env: Vec<(&str, &str)> = vec![
+        ("DMARC_INGEST_DNS_NAMESERVERS", dns.nameservers[0].as_str()),
+        ("DMARC_INGEST_DNS_CHECK_INTERVAL", "6h"),
+        ("DMARC_INGEST_DOMAINS_RUA_ADDRESS", "dmarc@reports.test"),
+        ("DMARC_INGEST_ALERTS_TEAM_RECIPIENTS", "soc@centre.test"),
+        ("DMARC_INGEST_ALERTS_DIGEST_WEEKDAY", weekday.as_str()),
+        ("DMARC_INGEST_ALERTS_DIGEST_HOUR", "0"),
+    ];
+    env.extend(smtp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let child = spawn_daemon(&db, &imap, user, &env);
     wait_until(
         "the daemon's first DNS check",
         Duration::from_secs(60),
@@ -1042,7 +1047,49 @@ fn the_daemon_checks_the_inventory_dns_at_start_judges_every_domain_and_evaluate
         Duration::from_secs(30),
         || db.number("SELECT count() FROM {database}.alerts WHERE state = 'open'") > 0,
     );
+    wait_until(
+        "the alert mailed and the two owners' digests",
+        Duration::from_secs(30),
+        || smtp.received().len() >= 3,
+    );
+    // The evaluations at start (the interval's and the DNS run's) deliver it once.
+    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(terminate(child), 0);
+    let mut subjects: Vec<(String, Vec<String>)> = smtp
+        .received()
+        .iter()
+        .map(|m| {
+            let mail = mailparse::parse_mail(&m.raw).unwrap();
+            let subject = mail
+                .headers
+                .iter()
+                .find(|h| h.get_key_ref().eq_ignore_ascii_case("Subject"))
+                .map(|h| h.get_value())
+                .unwrap_or_default();
+            (subject, m.rcpt_tos.clone())
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    // "DMARC weekly digest..." sorts before "[DMARC alert]...".
+    assert_eq!(
+        subjects[2],
+        (
+            "[DMARC alert] plusall.checks.test: status turned red".to_owned(),
+            vec![
+                "it@plusall.checks.test".to_owned(),
+                "soc@centre.test".to_owned()
+            ]
+        )
+    );
+    assert!(
+        subjects[1].0.starts_with("DMARC weekly digest"),
+        "{subjects:?}"
+    );
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.deliveries WHERE outcome = 'sent'"),
+        3
+    );
     assert_eq!(
         db.rows("SELECT domain, status FROM {database}.domain_status ORDER BY domain"),
         [
