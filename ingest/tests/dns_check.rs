@@ -317,7 +317,8 @@ fn changes_for_the_worse_open_one_alert_each_until_they_are_mended() {
         &domains_file,
         "domain,owner,group,parked,contact\n\
          pnone.checks.test,A,G,no,\nspf11.checks.test,A,G,no,\n\
-         plusall.checks.test,A,G,no,\ngood.checks.test,A,G,no,\n",
+         plusall.checks.test,A,G,no,\ngood.checks.test,A,G,no,\n\
+         nodmarc.test,A,G,no,\nsyntax.checks.test,A,G,no,\n",
     )
     .unwrap();
     assert!(db
@@ -327,13 +328,16 @@ fn changes_for_the_worse_open_one_alert_each_until_they_are_mended() {
         .unwrap()
         .status
         .success());
-    // Ten days ago pnone published p=reject and plusall was green.
+    // Ten days ago pnone published p=reject, nodmarc had a record, and plusall was green;
+    // syntax was never fine (broken from its first check: no alert, the status says it).
     let then = now() - 10 * 86_400;
-    db.sql(&format!(
-        "INSERT INTO {}.dns_checks (checked_at, domain, in_inventory, dmarc_name, dmarc_p, dmarc_status) \
-         VALUES ({then}, 'pnone.checks.test', 1, '_dmarc.pnone.checks.test', 'reject', 'ok')",
-        db.database
-    ));
+    for domain in ["pnone.checks.test", "nodmarc.test"] {
+        db.sql(&format!(
+            "INSERT INTO {}.dns_checks (checked_at, domain, in_inventory, dmarc_name, dmarc_p, dmarc_status) \
+             VALUES ({then}, '{domain}', 1, '_dmarc.{domain}', 'reject', 'ok')",
+            db.database
+        ));
+    }
     db.sql(&format!(
         "INSERT INTO {}.domain_status_history (computed_at, domain, status) \
          VALUES ({then}, 'plusall.checks.test', 'green')",
@@ -354,7 +358,7 @@ fn changes_for_the_worse_open_one_alert_each_until_they_are_mended() {
     };
     let stderr = alerts_check();
     assert!(
-        stderr.contains("3 alerts opened, 0 still open, 0 resolved"),
+        stderr.contains("4 alerts opened, 0 still open, 0 resolved"),
         "{stderr}"
     );
     let alerts = open();
@@ -365,27 +369,33 @@ fn changes_for_the_worse_open_one_alert_each_until_they_are_mended() {
     assert_eq!(
         names,
         [
+            ("dmarc_broken", "nodmarc.test"),
             ("dmarc_downgraded", "pnone.checks.test"),
             ("spf_over_limit", "spf11.checks.test"),
             ("status_red", "plusall.checks.test"),
         ]
     );
     assert!(
-        alerts[0][2].contains("p=reject became p=none"),
+        alerts[0][2].contains("DMARC record broken or gone"),
         "{:?}",
         alerts[0]
+    );
+    assert!(
+        alerts[1][2].contains("p=reject became p=none"),
+        "{:?}",
+        alerts[1]
     );
 
     // Evaluated again: still one open alert each, not a second one.
     let stderr = alerts_check();
     assert!(
-        stderr.contains("0 alerts opened, 3 still open, 0 resolved"),
+        stderr.contains("0 alerts opened, 4 still open, 0 resolved"),
         "{stderr}"
     );
-    assert_eq!(open().len(), 3);
+    assert_eq!(open().len(), 4);
     assert_eq!(
         db.number("SELECT count() FROM {database}.alerts"),
-        3,
+        4,
         "one alert per rule, domain and key"
     );
 
@@ -398,7 +408,7 @@ fn changes_for_the_worse_open_one_alert_each_until_they_are_mended() {
     ));
     let stderr = alerts_check();
     assert!(
-        stderr.contains("0 alerts opened, 2 still open, 1 resolved"),
+        stderr.contains("0 alerts opened, 3 still open, 1 resolved"),
         "{stderr}"
     );
     assert_eq!(

@@ -281,6 +281,27 @@ ANY LEFT JOIN
     GROUP BY policy_domain
 ) AS volume USING domain;
 
+-- Alerts: spf_over_limit open since the 15-day-old snapshot for every generated domain
+-- whose SPF needs 11 lookups (n % 13 = 11: every owner and group has some, e.g.
+-- gen-00011.example, Owner 11's), seen again an hour ago; and one resolved.
+INSERT INTO dmarc.alert_history (observed_at, rule, domain, key, state, first_seen, last_seen,
+                                 severity, summary, evidence_names, evidence_values)
+SELECT now() - 3600 AS observed_at, 'spf_over_limit' AS rule, domain, '' AS key,
+       'open' AS state, now() - 15 * 86400 AS first_seen, now() - 3600 AS last_seen,
+       'error' AS severity,
+       concat(domain, ': SPF needs 11 DNS lookups (limit 10): receivers fail it') AS summary,
+       ['lookups'] AS evidence_names, [11.] AS evidence_values
+FROM dmarc.domains
+WHERE removed = 0 AND domain LIKE 'gen-%' AND toUInt32OrZero(substring(domain, 5, 5)) % 13 = 11;
+
+INSERT INTO dmarc.alert_history (observed_at, rule, domain, key, state, first_seen, last_seen,
+                                 severity, summary, evidence_names, evidence_values)
+SELECT now() - 86400 AS observed_at, 'dmarc_downgraded' AS rule,
+       'gen-00008.example' AS domain, '' AS key, 'resolved' AS state,
+       now() - 10 * 86400 AS first_seen, now() - 2 * 86400 AS last_seen, 'error' AS severity,
+       'gen-00008.example: DMARC policy lowered: p=reject became p=none within 30 days' AS summary,
+       emptyArrayString() AS evidence_names, CAST([] AS Array(Float64)) AS evidence_values;
+
 -- A domain listed after the last DNS check: red, "not checked yet" (owner 11's, a school).
 INSERT INTO dmarc.domain_inventory (domain, owner, group_name, parked, contact, removed, synced_at)
 SELECT 'new.example' AS domain,
