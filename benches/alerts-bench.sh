@@ -36,11 +36,11 @@ q "INSERT INTO $db.records_daily (day, policy_domain, source_ip_v6, source_ip, h
        header_from_org, sender_org, disposition, dkim_pass, spf_pass, dmarc_pass, dkim_aligned,
        spf_aligned, messages, records)
    SELECT today() - d, concat('d', toString(n), '.bench.test'),
-          toFixedString(unhex(concat('00000000000000000000FFFFC000', leftPad(hex(s), 2, '0'), '0A')), 16),
+          toFixedString(unhex(concat('00000000000000000000FFFFC000', hex(toUInt8(s)), '0A')), 16),
           concat('192.0.', toString(s), '.10'), concat('d', toString(n), '.bench.test'),
           concat('d', toString(n), '.bench.test'), '', 'none', 1, 1, 1, 1, 1, 100, 1
    FROM (SELECT number % $COUNT AS n, intDiv(number, $COUNT) % 32 AS d, intDiv(number, $COUNT * 32) AS s
-         FROM system.numbers LIMIT $COUNT * 32 * $SOURCES)
+         FROM system.numbers LIMIT $((COUNT * 32 * SOURCES)))
    WHERE NOT (n % 50 = 0 AND d < 4)"
 q "INSERT INTO $db.records_daily (day, policy_domain, source_ip_v6, source_ip, header_from,
        header_from_org, sender_org, disposition, dkim_pass, spf_pass, dmarc_pass, dkim_aligned,
@@ -49,11 +49,11 @@ q "INSERT INTO $db.records_daily (day, policy_domain, source_ip_v6, source_ip, h
           toFixedString(unhex('00000000000000000000FFFFCB007142'), 16), '203.0.113.66',
           concat('d', toString(n), '.bench.test'), concat('d', toString(n), '.bench.test'), '',
           'none', 0, 0, 0, 0, 0, 80, 1
-   FROM (SELECT number * 10 AS n, d FROM system.numbers ARRAY JOIN [0, 1] AS d LIMIT $COUNT / 10 * 2)
+   FROM (SELECT number * 10 AS n, d FROM system.numbers ARRAY JOIN [0, 1] AS d LIMIT $((COUNT / 10 * 2)))
    WHERE n % 50 != 0"
 q "INSERT INTO $db.reporter_daily (day, policy_domain, org_name, reports, messages)
    SELECT today() - d, concat('d', toString(n), '.bench.test'), 'bench.example', 1, 100 * $SOURCES
-   FROM (SELECT number % $COUNT AS n, intDiv(number, $COUNT) AS d FROM system.numbers LIMIT $COUNT * 32)
+   FROM (SELECT number % $COUNT AS n, intDiv(number, $COUNT) AS d FROM system.numbers LIMIT $((COUNT * 32)))
    WHERE NOT (n % 50 = 0 AND d < 4)"
 rows=$(deploy/dev/clickhouse.sh query "SELECT count() FROM $db.records_daily FORMAT TSV")
 echo "rollup rows: $rows"

@@ -8,6 +8,7 @@
 //! never sent twice, a failed send tried again with backoff); the files
 //! `<owner>-<week>.html` (charts embedded), `.txt`, `.csv` in the out directory.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -73,16 +74,32 @@ pub fn assemble(
     open_alerts: &[AlertRow],
     week_start: u16,
 ) -> Vec<OwnerDigest> {
+    // Each domain's rows, in the queries' order (one pass each: owners of thousands of
+    // domains stay linear).
+    let mut days_of: HashMap<String, Vec<&DigestDayRow>> = HashMap::new();
+    for d in days {
+        days_of.entry(d.domain.clone()).or_default().push(d);
+    }
+    let mut senders_of: HashMap<String, Vec<&DigestSenderRow>> = HashMap::new();
+    for s in senders {
+        senders_of.entry(s.domain.clone()).or_default().push(s);
+    }
+    let mut alerts_of: HashMap<String, Vec<&AlertRow>> = HashMap::new();
+    for a in open_alerts {
+        alerts_of.entry(a.domain.clone()).or_default().push(a);
+    }
     let mut owners: Vec<OwnerDigest> = Vec::new();
+    let mut owner_index: HashMap<String, usize> = HashMap::new();
     for row in domains {
         let owner = if row.owner.trim().is_empty() {
             NO_OWNER
         } else {
             row.owner.trim()
         };
-        let index = match owners.iter().position(|o| o.digest.owner == owner) {
-            Some(i) => i,
+        let index = match owner_index.get(owner) {
+            Some(&i) => i,
             None => {
+                owner_index.insert(owner.to_owned(), owners.len());
                 owners.push(OwnerDigest {
                     digest: Digest {
                         owner: owner.to_owned(),
@@ -105,10 +122,13 @@ pub fn assemble(
         {
             entry.contacts.push(contact.to_owned());
         }
-        entry
-            .digest
-            .domains
-            .push(domain_digest(row, days, senders, open_alerts, week_start));
+        entry.digest.domains.push(domain_digest(
+            row,
+            days_of.get(&row.domain).map_or(&[], Vec::as_slice),
+            senders_of.get(&row.domain).map_or(&[], Vec::as_slice),
+            alerts_of.get(&row.domain).map_or(&[], Vec::as_slice),
+            week_start,
+        ));
     }
     for owner in &mut owners {
         owner
@@ -127,11 +147,12 @@ fn status_rank(status: &str) -> u8 {
     }
 }
 
+/// One domain's part, from its own rows.
 fn domain_digest(
     row: &DigestDomainRow,
-    days: &[DigestDayRow],
-    senders: &[DigestSenderRow],
-    open_alerts: &[AlertRow],
+    days: &[&DigestDayRow],
+    senders: &[&DigestSenderRow],
+    open_alerts: &[&AlertRow],
     week_start: u16,
 ) -> DomainDigest {
     let mut digest = DomainDigest {
@@ -142,16 +163,16 @@ fn domain_digest(
     };
     for offset in 0..7 {
         let day = week_start + offset;
-        let volume = days
-            .iter()
-            .filter(|d| d.domain == row.domain && d.day == day)
-            .fold(DigestDayRow::default(), |sum, d| DigestDayRow {
-                day_messages: sum.day_messages + d.day_messages,
-                day_dmarc_pass: sum.day_dmarc_pass + d.day_dmarc_pass,
-                day_dkim_pass: sum.day_dkim_pass + d.day_dkim_pass,
-                day_spf_pass: sum.day_spf_pass + d.day_spf_pass,
-                ..sum
-            });
+        let volume =
+            days.iter()
+                .filter(|d| d.day == day)
+                .fold(DigestDayRow::default(), |sum, d| DigestDayRow {
+                    day_messages: sum.day_messages + d.day_messages,
+                    day_dmarc_pass: sum.day_dmarc_pass + d.day_dmarc_pass,
+                    day_dkim_pass: sum.day_dkim_pass + d.day_dkim_pass,
+                    day_spf_pass: sum.day_spf_pass + d.day_spf_pass,
+                    ..sum
+                });
         digest.messages += volume.day_messages;
         digest.dmarc_pass += volume.day_dmarc_pass;
         digest.dkim_pass += volume.day_dkim_pass;
@@ -173,16 +194,19 @@ fn domain_digest(
         messages: s.week_messages,
         dmarc_pass: s.week_dmarc_pass,
     };
-    let of_domain = || senders.iter().filter(|s| s.domain == row.domain);
-    digest.top_senders = of_domain().take(TOP_SENDERS).map(volume).collect();
-    digest.new_sources = of_domain()
+    digest.top_senders = senders
+        .iter()
+        .take(TOP_SENDERS)
+        .map(|s| volume(s))
+        .collect();
+    digest.new_sources = senders
+        .iter()
         .filter(|s| s.new_source == 1)
         .take(TOP_SENDERS)
-        .map(volume)
+        .map(|s| volume(s))
         .collect();
     digest.open_alerts = open_alerts
         .iter()
-        .filter(|a| a.domain == row.domain)
         .map(|a| OpenAlert {
             rule: a.rule.clone(),
             severity: a.severity.clone(),
