@@ -404,3 +404,40 @@ fn mail_goes_over_implicit_tls_and_plain_only_to_loopback() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(smtp.received().len(), 2);
 }
+
+#[test]
+fn a_pass_stops_mailing_after_three_failures_in_a_row_and_leaves_the_rest_for_later() {
+    let db = TestDb::fresh("alerts_postponed");
+    let state = tempfile::tempdir().unwrap();
+    let reports = state.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let domains = ["p1.test", "p2.test", "p3.test", "p4.test"];
+    sync_domains(&db, state.path(), &domains);
+    for domain in domains {
+        write_days(&reports, domain, 2..32, &[Mail::passing(KNOWN, 20)]);
+        write_day(&reports, domain, 1, &[Mail::failing(SPOOFER, 80)]);
+    }
+    import(&db, &reports);
+    // Nothing listens on the mail server's port.
+    let out = db
+        .command(&["alerts", "check"])
+        .env("DMARC_INGEST_SMTP_HOST", "127.0.0.1")
+        .env("DMARC_INGEST_SMTP_PORT", "2549")
+        .env("DMARC_INGEST_SMTP_TLS", "none")
+        .env("DMARC_INGEST_SMTP_FROM", "dmarc@centre.test")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("4 alerts opened"), "{stderr}");
+    assert!(
+        stderr
+            .contains("0 deliveries sent, 3 failed (tried again later), 0 abandoned, 1 postponed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        db.number("SELECT count() FROM {database}.deliveries WHERE outcome = 'failed'"),
+        3,
+        "the postponed one is no attempt"
+    );
+}

@@ -23,8 +23,8 @@ pub const MAX_BACKOFF_SECS: u32 = 3600;
 /// Where an alert event goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
-    Email,
-    Webhook,
+    Email = 0,
+    Webhook = 1,
 }
 
 impl Channel {

@@ -25,6 +25,11 @@ use crate::store::{Store, StoreError};
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Days of `deliveries` read to know what was done (alerts are delivered for 7 days).
 const DELIVERY_MEMORY_DAYS: u32 = 8;
+/// Failures in a row on a channel after which a pass leaves the channel's other
+/// deliveries to the next pass.
+const CHANNEL_FAILURES_PER_PASS: usize = 3;
+/// Delivery rows written per INSERT.
+const RECORD_BATCH: usize = 20;
 
 /// The SMTP server mail goes through.
 #[derive(Clone)]
@@ -247,6 +252,8 @@ pub struct DeliverySummary {
     pub sent: usize,
     pub failed: usize,
     pub abandoned: usize,
+    /// Not tried in this pass: their channel had failed several times in a row.
+    pub postponed: usize,
 }
 
 impl std::fmt::Display for DeliverySummary {
@@ -255,7 +262,15 @@ impl std::fmt::Display for DeliverySummary {
             f,
             "{} deliveries sent, {} failed (tried again later), {} abandoned",
             self.sent, self.failed, self.abandoned
-        )
+        )?;
+        if self.postponed > 0 {
+            write!(
+                f,
+                ", {} postponed (their channel is failing)",
+                self.postponed
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -272,7 +287,16 @@ pub async fn deliver_alerts(
     }
     let alerts = store.alerts_to_deliver().await?;
     let states = store.delivery_states("alert", DELIVERY_MEMORY_DAYS).await?;
+    let mut pending: Vec<DeliveryRow> = Vec::new();
+    let mut failing_in_a_row = [0usize; 2];
     for due in deliver::plan(&alerts, &states, &channels, now) {
+        let channel_index = due.channel as usize;
+        if failing_in_a_row[channel_index] >= CHANNEL_FAILURES_PER_PASS {
+            // The server is likely down: the rest waits for the next pass (not counted
+            // as attempts), rather than each taking its own timeout now.
+            summary.postponed += 1;
+            continue;
+        }
         let (recipients, message_id, result) = send_one(outbox, &due).await;
         if recipients.is_empty() && due.channel == Channel::Email {
             continue;
@@ -284,31 +308,41 @@ pub async fn deliver_alerts(
         };
         match &result {
             Ok(()) => {
+                failing_in_a_row[channel_index] = 0;
                 summary.sent += 1;
                 tracing::info!(item = %due.item, channel = due.channel.name(), "alert delivered");
             }
             Err(e) if outcome == "abandoned" => {
+                failing_in_a_row[channel_index] += 1;
                 summary.abandoned += 1;
                 tracing::error!(item = %due.item, channel = due.channel.name(), attempt = due.attempt, error = %e, "alert delivery abandoned after the last attempt");
             }
             Err(e) => {
+                failing_in_a_row[channel_index] += 1;
                 summary.failed += 1;
                 tracing::warn!(item = %due.item, channel = due.channel.name(), attempt = due.attempt, error = %e, "alert delivery failed; tried again later");
             }
         }
-        store
-            .record_deliveries(&[DeliveryRow {
-                attempted_at: now,
-                kind: "alert".into(),
-                item: due.item.clone(),
-                channel: due.channel.name().into(),
-                outcome: outcome.into(),
-                attempt: due.attempt,
-                recipients,
-                message_id,
-                error: result.err().unwrap_or_default(),
-            }])
-            .await?;
+        pending.push(DeliveryRow {
+            attempted_at: now,
+            kind: "alert".into(),
+            item: due.item.clone(),
+            channel: due.channel.name().into(),
+            outcome: outcome.into(),
+            attempt: due.attempt,
+            recipients,
+            message_id,
+            error: result.err().unwrap_or_default(),
+        });
+        // A few rows per INSERT (a part each in ClickHouse), yet few to send again after
+        // a crash.
+        if pending.len() >= RECORD_BATCH {
+            store.record_deliveries(&pending).await?;
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        store.record_deliveries(&pending).await?;
     }
     Ok(summary)
 }
