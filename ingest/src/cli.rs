@@ -279,7 +279,7 @@ fn run(config: &Config, once: bool) -> ExitCode {
         let alerting = if once {
             None
         } else {
-            match crate::alerts::run::Alerting::new(store.clone(), config) {
+            match crate::alerts::run::Alerting::new(store.clone(), config, Some(metrics.clone())) {
                 Ok(alerting) => Some(std::sync::Arc::new(alerting)),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -295,6 +295,7 @@ fn run(config: &Config, once: bool) -> ExitCode {
                         outbox,
                         config.alerts.digest_weekday,
                         config.alerts.digest_hour,
+                        metrics.clone(),
                         stop_rx.clone(),
                     ));
                 }
@@ -664,7 +665,7 @@ fn alerts_check(config: &Config) -> ExitCode {
     let result = rt.block_on(async {
         let store = Store::connect(&config.clickhouse).await?;
         store.check_schema().await?;
-        let alerting = match crate::alerts::run::Alerting::new(store, config) {
+        let alerting = match crate::alerts::run::Alerting::new(store, config, None) {
             Ok(alerting) => alerting,
             Err(e) => return Ok(Err(e)),
         };

@@ -68,6 +68,13 @@ pub struct Metrics {
     /// background naming.
     pub source_lookups: AtomicU64,
     pub source_lookup_failures: AtomicU64,
+    /// Alerts opened; alert deliveries (mail, webhook) sent and failed (abandoned ones
+    /// included); weekly digests mailed and failed.
+    pub alerts_opened: AtomicU64,
+    pub alert_deliveries_sent: AtomicU64,
+    pub alert_deliveries_failed: AtomicU64,
+    pub digests_sent: AtomicU64,
+    pub digests_failed: AtomicU64,
     /// Unix time of the last batch fully written and moved (0: none yet).
     pub last_success: AtomicI64,
     /// Failures by reason class.
@@ -181,6 +188,23 @@ impl Collector for Metrics {
                 "source_lookup_failures",
                 "Reverse DNS lookups of sources that got no answer (asked again later).",
                 &self.source_lookup_failures,
+            ),
+            ("alerts_opened", "Alerts opened.", &self.alerts_opened),
+            (
+                "alert_deliveries_sent",
+                "Alert events delivered (a mail, or a webhook POST).",
+                &self.alert_deliveries_sent,
+            ),
+            (
+                "alert_deliveries_failed",
+                "Alert deliveries that failed (tried again later, or abandoned).",
+                &self.alert_deliveries_failed,
+            ),
+            ("digests_sent", "Weekly digests mailed.", &self.digests_sent),
+            (
+                "digests_failed",
+                "Weekly digest mails that failed (tried again later).",
+                &self.digests_failed,
             ),
         ];
         for (name, help, value) in counters {
@@ -662,6 +686,11 @@ mod tests {
             ("dmarc_ingest_reconnects_total{}", 0.0),
             ("dmarc_ingest_source_lookups_total{}", 4.0),
             ("dmarc_ingest_source_lookup_failures_total{}", 0.0),
+            ("dmarc_ingest_alerts_opened_total{}", 0.0),
+            ("dmarc_ingest_alert_deliveries_sent_total{}", 0.0),
+            ("dmarc_ingest_alert_deliveries_failed_total{}", 0.0),
+            ("dmarc_ingest_digests_sent_total{}", 0.0),
+            ("dmarc_ingest_digests_failed_total{}", 0.0),
             ("dmarc_ingest_failures_total{reason=\"not_dmarc\"}", 2.0),
             ("dmarc_ingest_failures_total{reason=\"too_big\"}", 1.0),
             ("dmarc_ingest_last_success_timestamp_seconds{}", 1.7e9),

@@ -12,6 +12,7 @@ use super::send::{deliver_alerts, DeliverySummary, Outbox};
 use super::traffic::{domain_rules, pipeline_heard, sender_rules};
 use super::{dns_rules, status_rule, transitions};
 use crate::config::{AlertsConfig, Config};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// What an evaluation did.
@@ -107,17 +108,37 @@ pub struct Alerting {
     config: AlertsConfig,
     outbox: Outbox,
     lock: tokio::sync::Mutex<()>,
+    /// The daemon's counters (none for a command).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Alerting {
     /// From the config (fails when `[smtp]` or the webhook cannot be set up).
-    pub fn new(store: Store, config: &Config) -> Result<Alerting, String> {
+    pub fn new(
+        store: Store,
+        config: &Config,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Alerting, String> {
         Ok(Alerting {
             store,
             config: config.alerts.clone(),
             outbox: Outbox::from_config(config)?,
             lock: tokio::sync::Mutex::new(()),
+            metrics,
         })
+    }
+
+    fn count(&self, evaluated: Option<&AlertSummary>, delivered: &DeliverySummary) {
+        if let Some(metrics) = &self.metrics {
+            if let Some(evaluated) = evaluated {
+                Metrics::add(&metrics.alerts_opened, evaluated.opened as u64);
+            }
+            Metrics::add(&metrics.alert_deliveries_sent, delivered.sent as u64);
+            Metrics::add(
+                &metrics.alert_deliveries_failed,
+                (delivered.failed + delivered.abandoned) as u64,
+            );
+        }
     }
 
     /// Evaluates the rules at `now`, then delivers what is due.
@@ -128,13 +149,16 @@ impl Alerting {
         let _one_at_a_time = self.lock.lock().await;
         let evaluated = check(&self.store, &self.config, now).await?;
         let delivered = deliver_alerts(&self.store, &self.outbox, now).await?;
+        self.count(Some(&evaluated), &delivered);
         Ok((evaluated, delivered))
     }
 
     /// Delivers what is due at `now` (retries after their backoff).
     pub async fn deliver(&self, now: u32) -> Result<DeliverySummary, StoreError> {
         let _one_at_a_time = self.lock.lock().await;
-        deliver_alerts(&self.store, &self.outbox, now).await
+        let delivered = deliver_alerts(&self.store, &self.outbox, now).await?;
+        self.count(None, &delivered);
+        Ok(delivered)
     }
 }
 

@@ -446,6 +446,7 @@ pub async fn schedule(
     outbox: Outbox,
     weekday: u8,
     hour: u8,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -462,7 +463,11 @@ pub async fn schedule(
             let work = run(&store, &outbox, &options, now);
             tokio::select! {
                 result = work => match result {
-                    Ok(s) if s.sent > 0 || s.failed > 0 => tracing::info!(summary = %s, "weekly digests"),
+                    Ok(s) if s.sent > 0 || s.failed > 0 => {
+                        crate::metrics::Metrics::add(&metrics.digests_sent, s.sent as u64);
+                        crate::metrics::Metrics::add(&metrics.digests_failed, s.failed as u64);
+                        tracing::info!(summary = %s, "weekly digests")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot make the weekly digests now"),
                 },
