@@ -142,6 +142,8 @@ impl<T> BatchWriter<T> {
         self.current_start = 0;
         let store = self.store.clone();
         self.in_flight = Some(tokio::spawn(async move {
+            let mut rows = rows;
+            sort_by_records_key(&mut rows);
             store.stage_rows(StagingTable::Records, &rows).await
         }));
         Ok(())
@@ -228,7 +230,8 @@ impl<T> BatchWriter<T> {
             self.next_session().await;
             return Ok(Vec::new());
         }
-        let rows = std::mem::take(&mut self.rows);
+        let mut rows = std::mem::take(&mut self.rows);
+        sort_by_records_key(&mut rows);
         self.rows_bytes = 0;
         self.current_start = 0;
         self.wait_in_flight().await?;
@@ -274,6 +277,15 @@ impl<T> BatchWriter<T> {
             self.store = self.store.for_batch();
         }
     }
+}
+
+/// Puts one staging insert's rows in the sort key order of `records` (`policy_domain,
+/// date_begin, source_ip_v6`). The server sorts the whole publish block by that key
+/// before it writes the part; a block made of sorted runs is much cheaper to permute
+/// than rows in arrival order (1M records of random sources, runs of 30,000: 2.95 s ->
+/// 1.58 s without the views, 7.57 s -> 4.89 s with them, on 18.16).
+fn sort_by_records_key(rows: &mut [RecordRow]) {
+    rows.sort_by_cached_key(|r| (r.policy_domain.clone(), r.date_begin, r.source_ip_v6));
 }
 
 /// `YYYYMM` of a Unix time (UTC), as ClickHouse's `toYYYYMM`.
