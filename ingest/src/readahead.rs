@@ -297,8 +297,9 @@ fn header_bytes(h: &ReportHeader) -> usize {
 
 /// Reads `items` ahead on `helpers` threads with `prepare` (at most [`WINDOW`] ahead of
 /// the one being consumed) and calls `consume` with each item's index and its result, in
-/// order, on the calling thread, which prepares an item itself when no helper has. Stops
-/// early when `consume` returns `Flow::Stop`.
+/// order, on the calling thread, which prepares an item itself when no helper has (or
+/// when `prepare` panicked on a helper: the calling thread then meets the panic itself).
+/// Stops early when `consume` returns `Flow::Stop`.
 pub fn in_order<T: Sync, P: Send>(
     items: &[T],
     helpers: usize,
@@ -311,12 +312,15 @@ pub fn in_order<T: Sync, P: Send>(
         /// Items consumed so far.
         consumed: usize,
         ready: Vec<Option<P>>,
+        /// Items whose preparation panicked on a helper.
+        dropped: Vec<bool>,
         stop: bool,
     }
     let state = Mutex::new(State {
         next: 0,
         consumed: 0,
         ready: (0..items.len()).map(|_| None).collect(),
+        dropped: vec![false; items.len()],
         stop: false,
     });
     let changed = Condvar::new();
@@ -334,8 +338,12 @@ pub fn in_order<T: Sync, P: Send>(
                 let i = s.next;
                 s.next += 1;
                 drop(s);
-                let prepared = prepare(&items[i]);
-                lock().ready[i] = Some(prepared);
+                let prepared =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(&items[i])));
+                match prepared {
+                    Ok(p) => lock().ready[i] = Some(p),
+                    Err(_) => lock().dropped[i] = true,
+                }
                 changed.notify_all();
             });
         }
@@ -345,9 +353,9 @@ pub fn in_order<T: Sync, P: Send>(
                 if let Some(p) = s.ready[i].take() {
                     break p;
                 }
-                if s.next == i {
-                    // Nobody has taken it: prepare it here.
-                    s.next += 1;
+                if s.next == i || s.dropped[i] {
+                    // Nobody has taken it (or a helper panicked on it): prepare it here.
+                    s.next = s.next.max(i + 1);
                     drop(s);
                     let p = prepare(item);
                     s = lock();
@@ -422,6 +430,28 @@ mod tests {
         // Stopped at item 9: at most a window more was read.
         let prepared = prepared.into_inner();
         assert!((10..=10 + WINDOW).contains(&prepared), "{prepared}");
+    }
+
+    #[test]
+    fn an_item_whose_preparation_panics_on_a_helper_is_prepared_by_the_caller() {
+        let caller = std::thread::current().id();
+        let items: Vec<usize> = (0..50).collect();
+        let mut seen = Vec::new();
+        in_order(
+            &items,
+            2,
+            |&i| {
+                if i % 5 == 3 && std::thread::current().id() != caller {
+                    panic!("test: item {i} on a helper");
+                }
+                i
+            },
+            |_, p| {
+                seen.push(p);
+                Flow::Continue
+            },
+        );
+        assert_eq!(seen, items);
     }
 
     #[test]
@@ -522,7 +552,9 @@ mod tests {
         for (source, raw) in &messages {
             let mut streamed = Trace::default();
             let flow = input::read_message(raw, source, &limits, &mut streamed);
-            let Ahead::Ready(prepared) = prepare_message(raw, source, &limits) else {
+            // Whatever their size (the corpus has a large one).
+            let Ahead::Ready(prepared) = prepare_message_within(raw, source, &limits, usize::MAX)
+            else {
                 panic!("{source}: not read ahead");
             };
             let mut replayed = Trace::default();
@@ -578,7 +610,10 @@ mod tests {
         big.splice(0..0, b"X-Padding: ".iter().copied());
         big.splice(11..11, std::iter::repeat_n(b'x', MAX_MESSAGE_BYTES));
         big.splice(11 + MAX_MESSAGE_BYTES..11 + MAX_MESSAGE_BYTES, *b"\r\n");
-        assert!(matches!(prepare_message(&raw, "m", &limits), Ahead::Ready(_)));
+        assert!(matches!(
+            prepare_message(&raw, "m", &limits),
+            Ahead::Ready(_)
+        ));
         assert!(matches!(prepare_message(&big, "m", &limits), Ahead::Stream));
     }
 
