@@ -297,8 +297,9 @@ fn header_bytes(h: &ReportHeader) -> usize {
 
 /// Reads `items` ahead on `helpers` threads with `prepare` (at most [`WINDOW`] ahead of
 /// the one being consumed) and calls `consume` with each item's index and its result, in
-/// order, on the calling thread, which prepares an item itself when no helper has (or
-/// when `prepare` panicked on a helper: the calling thread then meets the panic itself).
+/// order, on the calling thread. The calling thread prepares items too: the one it
+/// needs when no helper has taken it (or `prepare` panicked on a helper: the calling
+/// thread then meets the panic itself), and the next one while a helper finishes it.
 /// Stops early when `consume` returns `Flow::Stop`.
 pub fn in_order<T: Sync, P: Send>(
     items: &[T],
@@ -360,6 +361,16 @@ pub fn in_order<T: Sync, P: Send>(
                     let p = prepare(item);
                     s = lock();
                     break p;
+                }
+                if s.next < items.len() && s.next < i + WINDOW {
+                    // A helper has it: read the next one meanwhile rather than wait.
+                    let j = s.next;
+                    s.next += 1;
+                    drop(s);
+                    let p = prepare(&items[j]);
+                    s = lock();
+                    s.ready[j] = Some(p);
+                    continue;
                 }
                 s = changed.wait(s).unwrap_or_else(|e| e.into_inner());
             };
