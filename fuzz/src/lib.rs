@@ -21,7 +21,7 @@ use dmarc_ingest::config::Limits;
 use dmarc_ingest::failure::FailureKind;
 use dmarc_ingest::input::{self, Flow, InputError, ReportSink};
 use dmarc_ingest::message::{self, MessageError};
-use dmarc_ingest::report::{Record, ReportError, ReportHeader, ReportReader, ReportStream};
+use dmarc_ingest::report::{Record, ReportError, ReportHeader, ReportReader};
 use dmarc_ingest::rows::{self, Format, RowWriter};
 
 pub mod heap;
@@ -390,7 +390,7 @@ impl ReportSink for CheckingSink<'_> {
     fn report(
         &mut self,
         _source: &str,
-        reader: &mut dyn ReportStream,
+        reader: &mut ReportReader<&mut dyn BufRead>,
     ) -> Result<Flow, InputError> {
         self.reports += 1;
         check_identity(reader.header());

@@ -1,7 +1,7 @@
 //! Command line: arguments -> the command run, and its exit code (0 when everything
 //! went through, 1 when any input failed, 2 on a usage or configuration error).
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ use crate::daemon;
 use crate::input::{self, Flow, InputError, ReportSink};
 use crate::metrics::Metrics;
 use crate::pipeline;
-use crate::report::ReportStream;
+use crate::report::ReportReader;
 use crate::rows::{Format, RecordRows, RowWriter};
 use crate::store::Store;
 
@@ -915,7 +915,7 @@ impl<W: Write> PrintRows<W> {
     fn write_report(
         &mut self,
         source: &str,
-        reader: &mut dyn ReportStream,
+        reader: &mut ReportReader<&mut dyn BufRead>,
     ) -> Result<(), InputError> {
         self.streamed = 0;
         crate::pipeline::test_fault(&reader.header().report_id);
@@ -936,7 +936,11 @@ impl<W: Write> PrintRows<W> {
 }
 
 impl<W: Write> ReportSink for PrintRows<W> {
-    fn report(&mut self, source: &str, reader: &mut dyn ReportStream) -> Result<Flow, InputError> {
+    fn report(
+        &mut self,
+        source: &str,
+        reader: &mut ReportReader<&mut dyn BufRead>,
+    ) -> Result<Flow, InputError> {
         match self.write_report(source, reader) {
             Ok(()) => Ok(Flow::Continue),
             Err(_) if self.closed => Ok(Flow::Stop),

@@ -26,14 +26,13 @@ use tokio::sync::watch;
 
 use crate::config::{Config, ImapConfig, Limits};
 use crate::failure::{FailureKind, Retry};
-use crate::input::{self, Flow, InputError};
+use crate::input::{self, InputError};
 use crate::inventory::Accepted;
 use crate::mailbox::{FetchedMessage, IdleOutcome, Mailbox, MailboxError};
 use crate::message::MessageError;
 use crate::metrics::Metrics;
 use crate::pipeline::count;
 use crate::pipeline::{Event, Feeder};
-use crate::readahead::{self, Ahead};
 use crate::store::{self, LogEntry, Store, StoreError};
 
 /// Attempts at one mail (each recorded before it is processed, counted across restarts)
@@ -1017,17 +1016,7 @@ async fn stage_batch(
         }
         let mut feeder = Feeder::new(runtime, &store, 0u32);
         feeder.accepted = accepted;
-        // The next messages are read on helper threads while this one feeds the batch.
-        let helpers = readahead::helpers();
-        let read_ahead = |message: &FetchedMessage| {
-            if message.too_large || helpers == 0 {
-                return Ahead::Stream;
-            }
-            let source = message_source(&label, uid_validity, message);
-            readahead::prepare_message(&message.raw, &source, &limits)
-        };
-        readahead::in_order(&messages, helpers, read_ahead, |i, ahead| {
-            let message = &messages[i];
+        for message in &messages {
             feeder.tag = message.uid;
             let source = message_source(&label, uid_validity, message);
             if message.too_large {
@@ -1036,19 +1025,17 @@ async fn stage_batch(
                 });
                 input::ReportSink::failure(&mut feeder, &source, &e);
             } else {
-                feeder.guarded(&source, |feeder| match ahead {
-                    Ahead::Ready(prepared) => prepared.replay(feeder),
-                    Ahead::Stream => input::read_message(&message.raw, &source, &limits, feeder),
+                feeder.guarded(&source, |feeder| {
+                    input::read_message(&message.raw, &source, &limits, feeder)
                 });
             }
             if feeder.stopped.is_some() {
-                return Flow::Stop;
+                break;
             }
             if feeder.writer.is_full() {
                 feeder.start_publish();
             }
-            Flow::Continue
-        });
+        }
         feeder
     })
     .await;

@@ -15,7 +15,7 @@ use crate::attachment::{self, AttachmentError, Container, DecompressionBudget, X
 use crate::config::Limits;
 use crate::failure::FailureKind;
 use crate::message::{self, MessageError};
-use crate::report::{ReportError, ReportReader, ReportStream};
+use crate::report::{ReportError, ReportReader};
 
 /// Why one input unit (a file, a message, an attachment, a report) failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,11 @@ pub enum Flow {
 pub trait ReportSink {
     /// Consumes one report: its records are read from `reader`. An error marks the
     /// report failed (it is then passed to [`ReportSink::failure`] by the caller).
-    fn report(&mut self, source: &str, reader: &mut dyn ReportStream) -> Result<Flow, InputError>;
+    fn report(
+        &mut self,
+        source: &str,
+        reader: &mut ReportReader<&mut dyn BufRead>,
+    ) -> Result<Flow, InputError>;
 
     /// One unit failed. Returns whether to go on.
     fn failure(&mut self, source: &str, error: &InputError) -> Flow;

@@ -49,7 +49,6 @@ pub mod mailbox;
 pub mod message;
 pub mod metrics;
 pub mod pipeline;
-pub mod readahead;
 pub mod report;
 pub mod resolver;
 pub mod rows;

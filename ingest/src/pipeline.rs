@@ -7,6 +7,7 @@
 //! written to `ingest_log`. A ClickHouse that stays unreachable after the retries stops
 //! the run: nothing half-written is visible (see [`store`]), and re-running completes it.
 
+use std::io::BufRead;
 use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,7 +16,7 @@ use uuid::Uuid;
 use crate::config::Limits;
 use crate::failure::{truncate_reason, FailureKind, Retry};
 use crate::input::{self, Flow, InputError, ReportSink};
-use crate::report::ReportStream;
+use crate::report::ReportReader;
 use crate::rows::{self, RecordRows, ReportIdentity};
 use crate::store::{self, BatchWriter, LogEntry, PendingReport, ReportOutcome, Store, StoreError};
 
@@ -340,7 +341,7 @@ impl<T: Clone + Send + 'static> Feeder<T> {
     fn read_report(
         &mut self,
         source: &str,
-        reader: &mut dyn ReportStream,
+        reader: &mut ReportReader<&mut dyn BufRead>,
     ) -> Result<Flow, InputError> {
         if self.stopped.is_some() {
             return Ok(Flow::Stop);
@@ -402,7 +403,11 @@ impl<T: Clone + Send + 'static> Feeder<T> {
 }
 
 impl<T: Clone + Send + 'static> ReportSink for Feeder<T> {
-    fn report(&mut self, source: &str, reader: &mut dyn ReportStream) -> Result<Flow, InputError> {
+    fn report(
+        &mut self,
+        source: &str,
+        reader: &mut ReportReader<&mut dyn BufRead>,
+    ) -> Result<Flow, InputError> {
         let result = self.read_report(source, reader);
         if result.is_err() {
             self.writer.abandon_report();

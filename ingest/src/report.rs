@@ -466,35 +466,6 @@ const MAX_PROBLEMS: usize = 32;
 /// the `report` target).
 const MAX_PROBLEM_BYTES: usize = 256;
 
-/// One report's records, one at a time, with its header as read so far: a
-/// [`ReportReader`] streaming the XML, or a report read ahead on another thread
-/// ([`crate::readahead`]). What a [`crate::input::ReportSink`] is given.
-pub trait ReportStream {
-    /// Report-level data read so far; complete once `next_record` returned `None`.
-    fn header(&self) -> &ReportHeader;
-    /// The next record, or `None` at the end of the report.
-    fn next_record(&mut self) -> Result<Option<Record>, ReportError>;
-    /// Records returned so far.
-    fn records_read(&self) -> u64;
-    /// Sum of `<count>` over the records returned so far.
-    fn messages_read(&self) -> u64;
-}
-
-impl<R: BufRead> ReportStream for ReportReader<R> {
-    fn header(&self) -> &ReportHeader {
-        ReportReader::header(self)
-    }
-    fn next_record(&mut self) -> Result<Option<Record>, ReportError> {
-        ReportReader::next_record(self)
-    }
-    fn records_read(&self) -> u64 {
-        ReportReader::records_read(self)
-    }
-    fn messages_read(&self) -> u64 {
-        ReportReader::messages_read(self)
-    }
-}
-
 /// Streaming reader of one report. See the module doc.
 pub struct ReportReader<R: BufRead> {
     xml: quick_xml::Reader<TokenGuard<R>>,

@@ -9,11 +9,12 @@ pub mod smtp;
 pub mod traffic;
 pub mod webhook;
 
+use std::io::BufRead;
 use std::path::PathBuf;
 
 use dmarc_ingest::config::Limits;
 use dmarc_ingest::input::{self, Flow, InputError, ReportSink};
-use dmarc_ingest::report::ReportStream;
+use dmarc_ingest::report::ReportReader;
 use dmarc_ingest::rows;
 
 /// The repository's root (the workspace).
@@ -60,7 +61,11 @@ pub struct Collect {
 }
 
 impl ReportSink for Collect {
-    fn report(&mut self, source: &str, reader: &mut dyn ReportStream) -> Result<Flow, InputError> {
+    fn report(
+        &mut self,
+        source: &str,
+        reader: &mut ReportReader<&mut dyn BufRead>,
+    ) -> Result<Flow, InputError> {
         let source = source
             .strip_prefix(&self.strip)
             .unwrap_or(source)
