@@ -344,6 +344,52 @@ mod tests {
     }
 
     #[test]
+    fn staged_rows_go_in_the_key_order_of_records() {
+        let row = |domain: &str, day: i64, ip: &str| {
+            let mut header = crate::report::ReportHeader {
+                org_name: "o".into(),
+                report_id: "r".into(),
+                date_begin: 1_700_000_000 + day * 86_400,
+                date_end: 1_700_086_399 + day * 86_400,
+                ..Default::default()
+            };
+            header.policy.domain = domain.into();
+            let record = crate::report::Record {
+                source_ip: ip.into(),
+                source_addr: ip.parse().ok(),
+                ..Default::default()
+            };
+            crate::rows::RecordRows::new("t")
+                .row(&header, record)
+                .unwrap()
+        };
+        let mut rows = vec![
+            row("b.example", 0, "192.0.2.1"),
+            row("a.example", 1, "192.0.2.1"),
+            row("a.example", 0, "198.51.100.7"),
+            row("a.example", 0, "2001:db8::1"),
+            row("a.example", 0, "192.0.2.200"),
+        ];
+        sort_by_records_key(&mut rows);
+        let keys: Vec<(&str, u32, String)> = rows
+            .iter()
+            .map(|r| (&*r.policy_domain, r.date_begin, r.source_ip.to_string()))
+            .collect();
+        let day = |d: u32| 1_700_000_000 + d * 86_400;
+        assert_eq!(
+            keys,
+            [
+                // IPv4 sorts as its mapped IPv6 address (::ffff:a.b.c.d), before 2001:db8::.
+                ("a.example", day(0), "192.0.2.200".to_string()),
+                ("a.example", day(0), "198.51.100.7".to_string()),
+                ("a.example", day(0), "2001:db8::1".to_string()),
+                ("a.example", day(1), "192.0.2.1".to_string()),
+                ("b.example", day(0), "192.0.2.1".to_string()),
+            ]
+        );
+    }
+
+    #[test]
     fn year_month_matches_the_calendar() {
         assert_eq!(year_month(0), 197_001);
         assert_eq!(year_month(951_782_400), 200_002); // 2000-02-29
