@@ -10,6 +10,11 @@
 #
 # Usage: benches/throughput-bench.sh [BIN...]   (default: target/release/dmarc-ingest)
 #        ONLY="small daemon" benches/throughput-bench.sh ...   runs some of them
+# small, daemon and big run once untimed (warm-up: the first timed run used to be up to
+# 2x slower), then ROUNDS (3) times for every binary in turns, and print each binary's
+# median. A gauge of the machine's speed comes first and last (gunzip of the big report,
+# one core): this machine's speed varies up to 3x over a day, so compare figures of one
+# run, or figures divided by the gauge.
 # Inputs are generated once into .state/bench/ (the 2,000 mails are delivered once and
 # the Maildir restored from a copy before each run). Loopback dovecot and ClickHouse.
 set -euo pipefail
@@ -18,6 +23,7 @@ MAILS=${MAILS:-2000}
 BIG=${BIG:-1000000}
 FILL=${FILL:-10000000}
 ONLY=${ONLY:-small daemon big publish}
+ROUNDS=${ROUNDS:-3}
 cd "$(dirname "$0")/.."
 repo=$PWD
 bins=("$@")
@@ -54,22 +60,46 @@ timed() {
 }
 rss_mib() { awk '{printf "%.0f", $2/1024}' "$tmp/time"; }
 
+# Prints "RATE" lines collected in $tmp/rates ("BIN RATE" per run) as each binary's
+# median: median KIND UNIT.
+median() {
+    for bin in "${bins[@]}"; do
+        awk -v b="$bin" '$1 == b {print $2}' "$tmp/rates" | sort -n |
+            awk -v b="$bin" -v k="$1" -v u="$2" '{v[NR] = $1} END {
+                m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                printf "%-7s %-40s median of %d: %7.0f %s (runs %.0f-%.0f)\n", k, b, NR, m, u, v[1], v[NR]}'
+    done
+    rm -f "$tmp/rates"
+}
+
+# The machine's speed: seconds to gunzip the big report on one core.
+gauge() {
+    [ -f "$cache/big.xml.gz" ] || $gen --records "$BIG" --gzip --out "$cache/big.xml.gz" 2>/dev/null
+    /usr/bin/time -f "%e" -o "$tmp/gauge" sh -c "gzip -dc '$cache/big.xml.gz' >/dev/null"
+    echo "gauge   gunzip of the 1M-record report: $(cat "$tmp/gauge") s (lower is a faster machine)"
+}
+
 fresh_db() {
     query "DROP DATABASE IF EXISTS $1" >/dev/null
     DMARC_INGEST_CLICKHOUSE_DATABASE=$1 "${bins[0]}" schema apply >/dev/null 2>&1
 }
 
+gauge
 for what in $ONLY; do
     case $what in
     small)
         make_reports "$cache/small" "$SMALL" 5 bench-small
-        for bin in "${bins[@]}"; do
+        small_run() {
             fresh_db bench_small
-            secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_small DMARC_INGEST_LOG=warn timed "$bin" import "$cache/small")
+            secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_small DMARC_INGEST_LOG=warn timed "$1" import "$cache/small")
             stored=$(query "SELECT count() FROM bench_small.reports")
-            awk -v b="$bin" -v n="$SMALL" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
+            awk -v b="$1" -v n="$SMALL" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
                 'BEGIN {printf "small   %-40s %6.2f s  %7.0f reports/s  (%d stored)  %d MiB\n", b, s, n/s, st, m}'
-        done ;;
+            awk -v b="$1" -v n="$SMALL" -v s="$secs" 'BEGIN {print b, n/s}' >>"$tmp/rates"
+        }
+        small_run "${bins[0]}" >/dev/null; rm -f "$tmp/rates"
+        for _ in $(seq "$ROUNDS"); do for bin in "${bins[@]}"; do small_run "$bin"; done; done
+        median small reports/s ;;
     daemon)
         user=bench_throughput
         home=.state/dovecot/mail/$user
@@ -83,26 +113,34 @@ for what in $ONLY; do
             cp -a "$home/Maildir" "$cache/maildir"
         fi
         deploy/dev/dovecot.sh add-user "$user" secret >/dev/null
-        for bin in "${bins[@]}"; do
+        daemon_run() {
             rm -rf "$home/Maildir"; cp -a "$cache/maildir" "$home/Maildir"
             fresh_db bench_throughput
             secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_throughput DMARC_INGEST_IMAP_HOST=127.0.0.1 \
                 DMARC_INGEST_IMAP_PORT=${DMARC_IMAP_PORT:-1143} DMARC_INGEST_IMAP_TLS=none \
                 DMARC_INGEST_IMAP_USERNAME=$user DMARC_INGEST_IMAP_PASSWORD=secret DMARC_INGEST_LOG=warn \
-                timed "$bin" run --once)
+                timed "$1" run --once)
             stored=$(query "SELECT count() FROM bench_throughput.reports")
-            awk -v b="$bin" -v n="$MAILS" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
+            awk -v b="$1" -v n="$MAILS" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
                 'BEGIN {printf "daemon  %-40s %6.2f s  %7.0f messages/s  (%d stored)  %d MiB\n", b, s, n/s, st, m}'
-        done ;;
+            awk -v b="$1" -v n="$MAILS" -v s="$secs" 'BEGIN {print b, n/s}' >>"$tmp/rates"
+        }
+        daemon_run "${bins[0]}" >/dev/null; rm -f "$tmp/rates"
+        for _ in $(seq "$ROUNDS"); do for bin in "${bins[@]}"; do daemon_run "$bin"; done; done
+        median daemon messages/s ;;
     big)
         [ -f "$cache/big.xml.gz" ] || $gen --records "$BIG" --gzip --out "$cache/big.xml.gz" 2>/dev/null
-        for bin in "${bins[@]}"; do
+        big_run() {
             fresh_db bench_big
-            secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_big DMARC_INGEST_LOG=warn timed "$bin" import "$cache/big.xml.gz")
+            secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_big DMARC_INGEST_LOG=warn timed "$1" import "$cache/big.xml.gz")
             stored=$(query "SELECT count() FROM bench_big.records")
-            awk -v b="$bin" -v n="$BIG" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
+            awk -v b="$1" -v n="$BIG" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
                 'BEGIN {printf "big     %-40s %6.2f s  %7.0f records/s  (%d stored)  %d MiB\n", b, s, n/s, st, m}'
-        done ;;
+            awk -v b="$1" -v n="$BIG" -v s="$secs" 'BEGIN {print b, n/s}' >>"$tmp/rates"
+        }
+        big_run "${bins[0]}" >/dev/null; rm -f "$tmp/rates"
+        for _ in $(seq "$ROUNDS"); do for bin in "${bins[@]}"; do big_run "$bin"; done; done
+        median big records/s ;;
     publish)
         make_reports "$cache/publish-a" 2000 5 bench-publish-a
         make_reports "$cache/publish-b" 2000 5 bench-publish-b
@@ -132,3 +170,4 @@ for what in $ONLY; do
     *) echo "unknown benchmark: $what" >&2; exit 2 ;;
     esac
 done
+gauge
