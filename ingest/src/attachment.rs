@@ -211,7 +211,7 @@ const GZIP_RATIO_HINT: u64 = 16;
 
 /// The buffer for a stream of about `len` bytes: no larger than it needs. A `BufReader`
 /// clears its whole buffer on first use, and most reports are a few KiB: two 64 KiB
-/// buffers per mail were 5% of the daemon's instructions (`valgrind --tool=cachegrind`).
+/// buffers per mail were 3% of the daemon's instructions (`valgrind --tool=cachegrind`).
 fn buffer_for(len: u64) -> usize {
     len.clamp(MIN_STREAM_BUFFER as u64, STREAM_BUFFER as u64) as usize
 }
