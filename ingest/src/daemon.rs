@@ -3,9 +3,10 @@
 //!
 //! One worker per configured mailbox, each on its own connection. A worker's round:
 //! SELECT, list UIDs, then batches (bounded by count and bytes) through a two-stage
-//! pipeline: fetch with `BODY.PEEK[]` (nothing marked read), parse and stage (on a
-//! blocking thread) while the batch before is published (on another) and then moved; so
-//! both cores work, and mail still moves only after its own batch committed. Only published (or duplicate)
+//! pipeline: fetch with `BODY.PEEK[]` (nothing marked read), parse (ahead, on one
+//! worker thread per core, see [`crate::ahead`]) and stage in order (on a blocking
+//! thread) while the batch before is published (on another) and then moved; so every
+//! core works, and mail still moves only after its own batch committed. Only published (or duplicate)
 //! mail is archived, only mail whose every report failed for good is quarantined; mail
 //! whose rows could not be written stays in the inbox. Then IDLE (re-issued before the
 //! server's limit) or, without IDLE, a poll interval.
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::ahead;
 use crate::config::{Config, ImapConfig, Limits};
 use crate::failure::{FailureKind, Retry};
 use crate::input::{self, InputError};
@@ -1014,28 +1016,54 @@ async fn stage_batch(
         if let Some(delay) = test_batch_delay() {
             std::thread::sleep(delay);
         }
-        let mut feeder = Feeder::new(runtime, &store, 0u32);
+        let mut feeder = Feeder::new(runtime.clone(), &store, 0u32);
         feeder.accepted = accepted;
-        for message in &messages {
+        // Messages are parsed ahead on worker threads; the feeder stages them in order.
+        let read_ahead = {
+            let (label, limits) = (label.clone(), limits.clone());
+            let accepted = feeder.accepted.clone();
+            Arc::new(move |message: &FetchedMessage| {
+                let source = message_source(&label, uid_validity, message);
+                let ahead = if message.too_large {
+                    ahead::Ahead::Inline
+                } else {
+                    let accepted = accepted.as_deref();
+                    ahead::read_message(&message.raw, &source, &limits, accepted)
+                };
+                (source, ahead)
+            })
+        };
+        let stage = |message: &FetchedMessage, (source, ahead): (String, ahead::Ahead)| {
             feeder.tag = message.uid;
-            let source = message_source(&label, uid_validity, message);
             if message.too_large {
                 let e = InputError::Message(MessageError::TooLarge {
                     limit: limits.max_message_bytes,
                 });
                 input::ReportSink::failure(&mut feeder, &source, &e);
             } else {
-                feeder.guarded(&source, |feeder| {
-                    input::read_message(&message.raw, &source, &limits, feeder)
+                feeder.guarded(&source, |feeder| match ahead {
+                    ahead::Ahead::Parsed(units) => feeder.replay(units),
+                    ahead::Ahead::Inline => {
+                        input::read_message(&message.raw, &source, &limits, feeder)
+                    }
                 });
             }
             if feeder.stopped.is_some() {
-                break;
+                return false;
             }
             if feeder.writer.is_full() {
                 feeder.start_publish();
             }
-        }
+            true
+        };
+        ahead::in_order(
+            &runtime,
+            messages.into(),
+            ahead::workers(),
+            ahead::DEPTH,
+            read_ahead,
+            stage,
+        );
         feeder
     })
     .await;

@@ -34,6 +34,7 @@
 //! Stages know nothing of each other's internals: the parser knows no IMAP, the rows
 //! know no XML.
 
+pub mod ahead;
 pub mod alerts;
 pub mod attachment;
 pub mod cli;

@@ -348,49 +348,80 @@ impl<T: Clone + Send + 'static> Feeder<T> {
         }
         let identity = rows::identity(reader.header())?;
         test_fault(&identity.report_id);
-        if let Some(accepted) = &self.accepted {
-            if !accepted.accepts(&identity.policy_domain) {
-                return Err(InputError::Sink {
-                    message: format!(
-                        "the report is for {}, which is not in the domain inventory \
-                         ([domains] accept = \"inventory\"); run `dmarc-ingest domains sync` \
-                         after adding it",
-                        identity.policy_domain
-                    ),
-                    kind: FailureKind::UnknownDomain,
-                });
-            }
+        check_accepted(self.accepted.as_deref(), &identity)?;
+        let Some(ingest_id) = self.admit(source, &identity) else {
+            return Ok(Flow::Continue);
+        };
+        let mut rows = RecordRows::new(source).ingest(ingest_id, store::now());
+        while let Some(record) = reader.next_record()? {
+            self.push_row(rows.row(reader.header(), record)?)?;
         }
-        let Some(ingest_id) = self.writer.begin_report(&identity) else {
+        let (counts, staged) = finished_report(reader, &identity, source, ingest_id)?;
+        self.finish(source, identity, counts, staged);
+        Ok(Flow::Continue)
+    }
+
+    /// Stages a report read whole ahead of time (see [`crate::ahead`]), as
+    /// [`Feeder::read_report`] stages one it reads.
+    fn stage_parsed(&mut self, source: &str, report: ParsedReport) -> Result<Flow, InputError> {
+        if self.stopped.is_some() {
+            return Ok(Flow::Stop);
+        }
+        let ParsedReport {
+            identity,
+            rows,
+            counts,
+            mut staged,
+        } = report;
+        let Some(ingest_id) = self.admit(source, &identity) else {
+            return Ok(Flow::Continue);
+        };
+        for mut row in rows {
+            row.ingest_id = ingest_id;
+            self.push_row(row)?;
+        }
+        staged.ingest_id = ingest_id;
+        self.finish(source, identity, counts, staged);
+        Ok(Flow::Continue)
+    }
+
+    /// Opens the report `identity` in the batch: its import attempt's id, or `None` when
+    /// the same report came earlier in this batch (recorded as a duplicate).
+    fn admit(&mut self, source: &str, identity: &ReportIdentity) -> Option<Uuid> {
+        let ingest_id = self.writer.begin_report(identity);
+        if ingest_id.is_none() {
             self.events.push(Event::Duplicate {
                 tag: self.tag.clone(),
             });
             self.log.push(LogEntry {
                 outcome: "duplicate".into(),
                 reason: "the same report appears earlier in this batch".into(),
-                ..identity_entry(source, &identity, Uuid::nil())
+                ..identity_entry(source, identity, Uuid::nil())
             });
-            return Ok(Flow::Continue);
-        };
-        let mut rows = RecordRows::new(source).ingest(ingest_id, store::now());
-        while let Some(record) = reader.next_record()? {
-            let full = self.writer.push_record(rows.row(reader.header(), record)?);
-            if full {
-                self.runtime
-                    .block_on(self.writer.flush_rows())
-                    .map_err(store_input_error)?;
-            }
         }
-        let after = rows::identity(reader.header())?;
-        if after != identity {
-            return Err(InputError::Report(crate::report::ReportError::BadMetadata(
-                "<report_metadata> or <policy_published> came after the records".into(),
-            )));
+        ingest_id
+    }
+
+    /// Buffers one row of the open report (staging the buffer when it is full).
+    fn push_row(&mut self, row: rows::RecordRow) -> Result<(), InputError> {
+        if self.writer.push_record(row) {
+            self.runtime
+                .block_on(self.writer.flush_rows())
+                .map_err(store_input_error)?;
         }
-        let counts = (reader.records_read(), reader.messages_read());
-        let staged = rows::staged_report(reader.header(), counts, source, ingest_id, store::now())?;
+        Ok(())
+    }
+
+    /// Closes the open report: it is published with the batch.
+    fn finish(
+        &mut self,
+        source: &str,
+        identity: ReportIdentity,
+        counts: (u64, u64),
+        staged: rows::StagedReport,
+    ) {
         let pending = PendingReport {
-            ingest_id,
+            ingest_id: staged.ingest_id,
             identity,
             source: source.to_owned(),
             records: counts.0,
@@ -398,17 +429,15 @@ impl<T: Clone + Send + 'static> Feeder<T> {
             tag: self.tag.clone(),
         };
         self.writer.finish_report(staged, pending);
-        Ok(Flow::Continue)
     }
-}
 
-impl<T: Clone + Send + 'static> ReportSink for Feeder<T> {
-    fn report(
+    /// A report's outcome as the sink gives it: a failed report's rows are dropped, and a
+    /// store that stays unreachable stops the run (recorded as a failure of `source`).
+    fn settle_report(
         &mut self,
         source: &str,
-        reader: &mut ReportReader<&mut dyn BufRead>,
+        result: Result<Flow, InputError>,
     ) -> Result<Flow, InputError> {
-        let result = self.read_report(source, reader);
         if result.is_err() {
             self.writer.abandon_report();
         }
@@ -426,6 +455,100 @@ impl<T: Clone + Send + 'static> ReportSink for Feeder<T> {
             }
             other => other,
         }
+    }
+
+    /// Stages one input read whole ahead of time, in order: its reports and failures,
+    /// as [`input::read_message`] would have handed them to this sink.
+    pub fn replay(&mut self, parsed: Vec<Parsed>) -> Flow {
+        for unit in parsed {
+            let flow = match unit {
+                Parsed::Report { source, report } => {
+                    let result = self.stage_parsed(&source, *report);
+                    match self.settle_report(&source, result) {
+                        Ok(flow) => flow,
+                        Err(e) => self.failure(&source, &e),
+                    }
+                }
+                Parsed::Failure { source, error } => self.failure(&source, &error),
+            };
+            if flow == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// One unit of an input read whole ahead of time (see [`crate::ahead`]).
+#[derive(Debug)]
+pub enum Parsed {
+    Report {
+        source: String,
+        report: Box<ParsedReport>,
+    },
+    /// The unit failed: the error as the sink would have been told it (its text and
+    /// kind).
+    Failure { source: String, error: InputError },
+}
+
+/// A report read whole: its rows carry a nil import attempt id until it is staged.
+#[derive(Debug)]
+pub struct ParsedReport {
+    pub identity: ReportIdentity,
+    pub rows: Vec<rows::RecordRow>,
+    /// (records, messages) read.
+    pub counts: (u64, u64),
+    pub staged: rows::StagedReport,
+}
+
+/// Refuses a report for a domain outside the inventory (`accepted`, under
+/// `[domains] accept = "inventory"`).
+pub fn check_accepted(
+    accepted: Option<&crate::inventory::Accepted>,
+    identity: &ReportIdentity,
+) -> Result<(), InputError> {
+    match accepted {
+        Some(accepted) if !accepted.accepts(&identity.policy_domain) => Err(InputError::Sink {
+            message: format!(
+                "the report is for {}, which is not in the domain inventory \
+                 ([domains] accept = \"inventory\"); run `dmarc-ingest domains sync` \
+                 after adding it",
+                identity.policy_domain
+            ),
+            kind: FailureKind::UnknownDomain,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// After the last record of a report opened as `identity`: its (records, messages)
+/// counts and its staged row (import attempt `ingest_id`). The metadata must not have
+/// changed after the records.
+pub fn finished_report(
+    reader: &ReportReader<&mut dyn BufRead>,
+    identity: &ReportIdentity,
+    source: &str,
+    ingest_id: Uuid,
+) -> Result<((u64, u64), rows::StagedReport), InputError> {
+    let after = rows::identity(reader.header())?;
+    if after != *identity {
+        return Err(InputError::Report(crate::report::ReportError::BadMetadata(
+            "<report_metadata> or <policy_published> came after the records".into(),
+        )));
+    }
+    let counts = (reader.records_read(), reader.messages_read());
+    let staged = rows::staged_report(reader.header(), counts, source, ingest_id, store::now())?;
+    Ok((counts, staged))
+}
+
+impl<T: Clone + Send + 'static> ReportSink for Feeder<T> {
+    fn report(
+        &mut self,
+        source: &str,
+        reader: &mut ReportReader<&mut dyn BufRead>,
+    ) -> Result<Flow, InputError> {
+        let result = self.read_report(source, reader);
+        self.settle_report(source, result)
     }
 
     fn failure(&mut self, source: &str, error: &InputError) -> Flow {
