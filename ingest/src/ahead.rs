@@ -5,12 +5,13 @@
 //! Why: parsing is most of the daemon's work on small reports, and one thread parsing
 //! leaves a core idle while ClickHouse publishes. What is read ahead is bounded: only a
 //! message of at most [`MAX_RAW_BYTES`] is parsed ahead, its rows at most
-//! [`MAX_ROW_BYTES`], and each worker is at most [`DEPTH`] messages ahead; anything
+//! [`MAX_ROW_BYTES`], and the workers are at most [`DEPTH`] messages each ahead; anything
 //! larger is read by the feeder itself, streaming, as without read-ahead. The outcome of
 //! every message is the one the feeder would have reached reading it itself.
 
+use std::collections::HashMap;
 use std::io::BufRead;
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, Condvar, Mutex};
 
 use uuid::Uuid;
 
@@ -30,8 +31,8 @@ pub const MAX_RAW_BYTES: usize = 512 << 10;
 /// by the feeder, streaming.
 pub const MAX_ROW_BYTES: usize = 2 << 20;
 
-/// Messages a worker may have parsed and not yet taken by the feeder.
-pub const DEPTH: usize = 2;
+/// Messages parsed ahead and not yet taken by the feeder, per worker.
+pub const DEPTH: usize = 3;
 
 /// Worker threads for read-ahead on this machine: one per core up to four, none on one
 /// core (the feeder then parses each message itself).
@@ -164,12 +165,13 @@ impl ReportSink for Collector<'_> {
     }
 }
 
-/// Runs `prepare` over `items` on `workers` threads of `runtime`'s blocking pool (kept
-/// between calls; none: on this thread), each at most `depth` items ahead, and hands
-/// every item with what was prepared for it to `consume`, on this thread, in the items'
-/// order; stops early when `consume` returns false. A panic in `prepare` is raised again
-/// here once the workers have stopped. Call it from a blocking thread, not a runtime
-/// worker.
+/// Runs `prepare` over `items` on up to `workers` threads of `runtime`'s blocking pool
+/// (kept between calls), at most `workers * depth` items ahead of `consume`, which gets
+/// every item with what was prepared for it, on this thread, in the items' order; stops
+/// early when `consume` returns false. An item no worker has taken yet when its turn
+/// comes is prepared here: the caller never waits for a worker that has not started (a
+/// full pool cannot stall it). A panic in `prepare` is raised again here at its item.
+/// Call it from a blocking thread, not a runtime worker.
 pub fn in_order<I, P>(
     runtime: &tokio::runtime::Handle,
     items: Arc<[I]>,
@@ -181,46 +183,115 @@ pub fn in_order<I, P>(
     I: Send + Sync + 'static,
     P: Send + 'static,
 {
-    if workers == 0 {
-        for item in items.iter() {
-            if !consume(item, prepare(item)) {
-                return;
-            }
-        }
-        return;
-    }
-    // Worker k prepares items k, k + workers, ...: item i comes from worker i % workers.
-    let mut prepared = Vec::with_capacity(workers);
-    let mut handles = Vec::with_capacity(workers);
-    for k in 0..workers {
-        let (tx, rx) = mpsc::sync_channel(depth.max(1));
-        let (items, prepare) = (items.clone(), prepare.clone());
-        handles.push(runtime.spawn_blocking(move || {
-            for item in items.iter().skip(k).step_by(workers) {
-                if tx.send(prepare(item)).is_err() {
-                    return; // the feeder stopped
-                }
+    let board = Arc::new(Board {
+        state: Mutex::new(Claims {
+            next: 0,
+            consumed: 0,
+            window: (workers * depth).max(1),
+            ready: HashMap::new(),
+            stop: false,
+        }),
+        changed: Condvar::new(),
+    });
+    for _ in 0..workers {
+        let (items, prepare, board) = (items.clone(), prepare.clone(), board.clone());
+        // Not awaited: a worker ends once nothing is left to take or the caller stopped.
+        drop(runtime.spawn_blocking(move || {
+            while let Some(i) = board.claim(items.len()) {
+                let prepared =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(&items[i])));
+                board.post(i, prepared);
             }
         }));
-        prepared.push(rx);
     }
+    // Workers stop taking items when this returns or unwinds.
+    let _stop = StopOnDrop(&*board);
     for (i, item) in items.iter().enumerate() {
-        // A worker that panicked sends nothing more: its panic is raised below.
-        let Ok(p) = prepared[i % workers].recv() else {
-            break;
+        let prepared = match board.take(i) {
+            Some(Ok(prepared)) => prepared,
+            Some(Err(payload)) => std::panic::resume_unwind(payload),
+            None => prepare(item),
         };
-        if !consume(item, p) {
-            break;
+        if !consume(item, prepared) {
+            return;
         }
     }
-    // Workers still sending stop once their receiver is gone.
-    drop(prepared);
-    for handle in handles {
-        if let Err(e) = runtime.block_on(handle) {
-            if let Ok(payload) = e.try_into_panic() {
-                std::panic::resume_unwind(payload);
+}
+
+/// What the workers of one [`in_order`] call and its caller share.
+struct Board<P> {
+    state: Mutex<Claims<P>>,
+    changed: Condvar,
+}
+
+struct Claims<P> {
+    /// The first item nobody has taken.
+    next: usize,
+    /// Items the caller has consumed.
+    consumed: usize,
+    /// Items that may be taken and not yet consumed.
+    window: usize,
+    /// Prepared items (or their panic), by index.
+    ready: HashMap<usize, std::thread::Result<P>>,
+    stop: bool,
+}
+
+impl<P> Board<P> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Claims<P>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A worker takes the next item of `len`, waiting while the window is full; `None`
+    /// once every item is taken or the caller stopped.
+    fn claim(&self, len: usize) -> Option<usize> {
+        let mut claims = self.lock();
+        loop {
+            if claims.stop || claims.next >= len {
+                return None;
             }
+            if claims.next < claims.consumed + claims.window {
+                claims.next += 1;
+                return Some(claims.next - 1);
+            }
+            claims = self.changed.wait(claims).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    fn post(&self, i: usize, prepared: std::thread::Result<P>) {
+        self.lock().ready.insert(i, prepared);
+        self.changed.notify_all();
+    }
+
+    /// The caller's turn at item `i`: what a worker prepared for it (waiting for a worker
+    /// that took it), or `None` when nobody took it (the caller takes it then).
+    fn take(&self, i: usize) -> Option<std::thread::Result<P>> {
+        let mut claims = self.lock();
+        let taken = loop {
+            if let Some(prepared) = claims.ready.remove(&i) {
+                break Some(prepared);
+            }
+            if claims.next <= i {
+                claims.next = i + 1;
+                break None;
+            }
+            claims = self.changed.wait(claims).unwrap_or_else(|e| e.into_inner());
+        };
+        claims.consumed = i + 1;
+        drop(claims);
+        self.changed.notify_all();
+        taken
+    }
+}
+
+struct StopOnDrop<'a, P>(&'a Board<P>);
+
+impl<P> Drop for StopOnDrop<'_, P> {
+    fn drop(&mut self) {
+        let mut claims = self.0.lock();
+        claims.stop = true;
+        claims.ready.clear();
+        drop(claims);
+        self.0.changed.notify_all();
     }
 }
 
@@ -231,8 +302,13 @@ mod tests {
     use std::time::Duration;
 
     fn runtime() -> tokio::runtime::Runtime {
+        runtime_with_blocking_threads(512)
+    }
+
+    fn runtime_with_blocking_threads(n: usize) -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .max_blocking_threads(n)
             .build()
             .unwrap()
     }
@@ -245,7 +321,17 @@ mod tests {
         prepare: Arc<dyn Fn(&u32) -> P + Send + Sync>,
         consume: impl FnMut(&u32, P) -> bool + Send + 'static,
     ) -> std::thread::Result<()> {
-        let rt = runtime();
+        run_in_order_on(runtime(), items, workers, depth, prepare, consume)
+    }
+
+    fn run_in_order_on<P: Send + 'static>(
+        rt: tokio::runtime::Runtime,
+        items: Vec<u32>,
+        workers: usize,
+        depth: usize,
+        prepare: Arc<dyn Fn(&u32) -> P + Send + Sync>,
+        consume: impl FnMut(&u32, P) -> bool + Send + 'static,
+    ) -> std::thread::Result<()> {
         let handle = rt.handle().clone();
         rt.block_on(rt.spawn_blocking(move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -302,10 +388,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!(consumed.load(Ordering::SeqCst), 50);
-        // Each worker: `depth` waiting in its channel, one being sent, one being made.
-        let bound = workers * (depth + 2);
+        let bound = workers * depth;
         assert!(ahead_most.load(Ordering::SeqCst) <= bound);
         assert!(prepared.load(Ordering::SeqCst) <= 50 + bound);
+    }
+
+    #[test]
+    fn workers_that_cannot_start_leave_every_item_to_the_caller() {
+        // The caller holds the pool's only blocking thread: no worker ever starts.
+        let rt = runtime_with_blocking_threads(1);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = seen.clone();
+        let prepare = Arc::new(|i: &u32| i + 1);
+        run_in_order_on(rt, (0..100).collect(), 2, 3, prepare, move |i, p| {
+            out.lock().unwrap().push((*i, p));
+            true
+        })
+        .unwrap();
+        let expected: Vec<(u32, u32)> = (0..100).map(|i| (i, i + 1)).collect();
+        assert_eq!(*seen.lock().unwrap(), expected);
     }
 
     #[test]
