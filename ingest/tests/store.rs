@@ -579,6 +579,63 @@ fn rollups_match(db: &TestDb) -> Result<(), String> {
 }
 
 #[test]
+fn a_repair_left_by_a_process_that_died_is_done_by_the_next() {
+    // A view fails after its records committed, and the process dies before it repairs
+    // the rollup: the days are on record in rollup_repairs, and the next run repairs them
+    // once, then forgets them.
+    let db = TestDb::fresh("rollup_repair_restart");
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    write_reports(dirs[0].path(), "died", 4, 30);
+    write_reports(dirs[1].path(), "next", 1, 5);
+    write_reports(dirs[2].path(), "after", 1, 5);
+    let import = |dir: &tempfile::TempDir, faults: &[(&str, &str)]| {
+        let out = db
+            .command(&["import", &dir.path().display().to_string()])
+            .envs(faults.iter().copied())
+            .env("DMARC_INGEST_LOG", "info")
+            .env("DMARC_INGEST_CLICKHOUSE_RETRY_INITIAL_MS", "50")
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (status, stderr) = import(
+        &dirs[0],
+        &[
+            ("DMARC_TEST_VIEW_FAILS_ONCE", "1"),
+            ("DMARC_TEST_ABORT_BEFORE_REPAIR", "1"),
+        ],
+    );
+    assert!(!status.success(), "the process died: {stderr}");
+    assert!(
+        stderr.contains("aborting before the rollup repair"),
+        "{stderr}"
+    );
+    assert!(db.number("SELECT count() FROM {database}.records") > 0);
+    assert!(rollups_match(&db).is_err(), "the rollup is short");
+    let pending = "SELECT count() FROM (SELECT argMax(repaired, version) AS last \
+                   FROM {database}.rollup_repairs GROUP BY policy_domain, day) WHERE last = 0";
+    assert!(db.number(pending) > 0);
+
+    let (status, stderr) = import(&dirs[1], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("left pending by an earlier run"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rollups repaired"), "{stderr}");
+    rollups_match(&db).unwrap();
+    assert_eq!(db.number(pending), 0);
+
+    let (status, stderr) = import(&dirs[2], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("left pending"), "{stderr}");
+    rollups_match(&db).unwrap();
+}
+
+#[test]
 fn a_view_that_fails_after_its_records_committed_is_repaired() {
     // The first publish's records commit, then (test fault) its view's rows are lost and
     // the call fails as a busy server does: the retry finds the records there, and the

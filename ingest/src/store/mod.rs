@@ -119,6 +119,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "012_deliveries",
         include_str!("../../../schema/012_deliveries.sql"),
     ),
+    (
+        13,
+        "013_rollup_repairs",
+        include_str!("../../../schema/013_rollup_repairs.sql"),
+    ),
 ];
 
 /// The cluster variant of [`MIGRATIONS`] (`[clickhouse] cluster = "..."`): replicated,
@@ -183,6 +188,11 @@ pub const CLUSTER_MIGRATIONS: &[(u32, &str, &str)] = &[
         12,
         "012_deliveries",
         include_str!("../../../schema/cluster/012_deliveries.sql"),
+    ),
+    (
+        13,
+        "013_rollup_repairs",
+        include_str!("../../../schema/cluster/013_rollup_repairs.sql"),
     ),
 ];
 
@@ -305,6 +315,9 @@ pub struct Store {
     /// statement failed after its rows may have been committed. Repaired after the next
     /// publish that succeeds.
     repairs: Arc<Mutex<BTreeSet<(String, u32)>>>,
+    /// Whether the repairs noted in `rollup_repairs` (by a process that died before it
+    /// repaired them) were read into `repairs` yet.
+    repairs_loaded: Arc<std::sync::atomic::AtomicBool>,
     /// The batch's HTTP session whose temporary tables hold its staged rows
     /// ([`Store::for_batch`]); `None`: the shared staging tables.
     session: Option<Arc<staging::StagingSession>>,
@@ -331,6 +344,7 @@ impl Store {
             config: config.clone(),
             server: server::ServerProfile::default(),
             repairs: Arc::default(),
+            repairs_loaded: Arc::default(),
             session: None,
         };
         let candidates = server::CANDIDATE_SETTINGS
@@ -709,6 +723,7 @@ impl Store {
                     "a publish statement failed: these days' rollups will be repaired after the next publish (or run `dmarc-ingest schema rebuild-rollups`)"
                 );
                 lock_repairs(&self.repairs).extend(days.iter().cloned());
+                self.record_repairs(days, false).await;
             }
             result?;
         }
@@ -759,18 +774,97 @@ impl Store {
     /// Repairs the rollups of the days a failed publish left pending (best effort: what
     /// fails stays pending, and is logged).
     async fn repair_pending(&self) {
+        self.load_recorded_repairs().await;
         let pending: BTreeSet<(String, u32)> = std::mem::take(&mut *lock_repairs(&self.repairs));
         if pending.is_empty() {
             return;
         }
+        test_abort_before_repair();
         let days = days_subquery(&pending);
         match self.repair_rollups(&days).await {
             Ok(()) => {
                 tracing::info!(days = %days_text(&pending), "rollups repaired");
+                self.record_repairs(&pending, true).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, days = %days_text(&pending), "cannot repair rollups yet");
                 lock_repairs(&self.repairs).extend(pending);
+            }
+        }
+    }
+
+    /// Writes `days` to `rollup_repairs` as pending (`repaired` false) or repaired, so
+    /// that a process that dies before repairing them leaves them to the next one. One
+    /// attempt (the server may be what failed): a failure is logged, the days stay in this
+    /// process's pending set all the same.
+    async fn record_repairs(&self, days: &BTreeSet<(String, u32)>, repaired: bool) {
+        let version = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let rows: Vec<RepairRow> = days
+            .iter()
+            .map(|(domain, day)| RepairRow {
+                policy_domain: domain.clone(),
+                day: u16::try_from(*day).unwrap_or(u16::MAX),
+                version,
+                repaired: u8::from(repaired),
+            })
+            .collect();
+        let table = format!("{}.rollup_repairs", self.config.database);
+        let once = async {
+            let mut insert = self.client.insert_unescaped::<RepairRow>(&table).await?;
+            for (name, value) in self.server.insert_settings() {
+                insert = insert.with_setting(name, value);
+            }
+            for row in &rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        };
+        let timeout = Duration::from_secs(self.config.request_timeout_secs);
+        let result = match tokio::time::timeout(timeout, once).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, days = %days_text(days), repaired, "cannot record the rollup repairs in rollup_repairs");
+        }
+    }
+
+    /// Adds the days `rollup_repairs` holds as pending (noted by a process that did not
+    /// repair them) to this process's pending set, once per process (again after a
+    /// failed read).
+    async fn load_recorded_repairs(&self) {
+        use std::sync::atomic::Ordering;
+        if self.repairs_loaded.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let db = &self.config.database;
+        let sql = format!(
+            "SELECT policy_domain, toUInt32(d) AS day FROM (SELECT policy_domain, day AS d, \
+             argMax(repaired, version) AS last FROM {db}.rollup_repairs \
+             GROUP BY policy_domain, day) WHERE last = 0"
+        );
+        let read = self
+            .retry("read the pending rollup repairs", || {
+                let mut query = self.client.query(&sql);
+                for (name, value) in self.server.read_back_settings() {
+                    query = query.with_setting(name, value);
+                }
+                query.fetch_all::<PendingRepair>()
+            })
+            .await;
+        match read {
+            Ok(rows) if rows.is_empty() => {}
+            Ok(rows) => {
+                let days: BTreeSet<(String, u32)> =
+                    rows.into_iter().map(|r| (r.policy_domain, r.day)).collect();
+                tracing::warn!(days = %days_text(&days), "rollup repairs left pending by an earlier run; repairing them");
+                lock_repairs(&self.repairs).extend(days);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the pending rollup repairs; trying again after the next publish");
+                self.repairs_loaded.store(false, Ordering::Relaxed);
             }
         }
     }
@@ -1009,6 +1103,33 @@ fn test_view_fails(what: &str) -> bool {
         && what == "publish records"
         && std::env::var_os("DMARC_TEST_VIEW_FAILS_ONCE").is_some()
         && !FIRED.swap(true, Ordering::Relaxed)
+}
+
+/// A `rollup_repairs` row.
+#[derive(Debug, clickhouse::Row, Serialize, Deserialize)]
+struct RepairRow {
+    policy_domain: String,
+    /// Days since 1970 (a ClickHouse `Date`).
+    day: u16,
+    version: u64,
+    repaired: u8,
+}
+
+/// A (policy domain, day) pair `rollup_repairs` holds as pending.
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct PendingRepair {
+    policy_domain: String,
+    day: u32,
+}
+
+/// Test-only fault (debug builds): with `DMARC_TEST_ABORT_BEFORE_REPAIR` set, the process
+/// dies as a repair of the rollups is about to start (as if killed after a failed
+/// publish statement).
+fn test_abort_before_repair() {
+    if cfg!(debug_assertions) && std::env::var_os("DMARC_TEST_ABORT_BEFORE_REPAIR").is_some() {
+        eprintln!("test fault: aborting before the rollup repair");
+        std::process::abort();
+    }
 }
 
 /// What a publish did: a report whose `ingest_id` is in `published` was published by

@@ -224,6 +224,7 @@ mod tests {
             config: crate::config::ClickHouseConfig::default(),
             server: super::super::server::ServerProfile::default(),
             repairs: Arc::default(),
+            repairs_loaded: Arc::default(),
             session: None,
         }
     }
