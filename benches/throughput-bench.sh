@@ -79,9 +79,10 @@ gauge() {
     echo "gauge   gunzip of the 1M-record report: $(cat "$tmp/gauge") s (lower is a faster machine)"
 }
 
+# A new empty database DB with the schema of BIN (each binary's own migrations).
 fresh_db() {
     query "DROP DATABASE IF EXISTS $1" >/dev/null
-    DMARC_INGEST_CLICKHOUSE_DATABASE=$1 "${bins[0]}" schema apply >/dev/null 2>&1
+    DMARC_INGEST_CLICKHOUSE_DATABASE=$1 "$2" schema apply >/dev/null 2>&1
 }
 
 gauge
@@ -90,7 +91,7 @@ for what in $ONLY; do
     small)
         make_reports "$cache/small" "$SMALL" 5 bench-small
         small_run() {
-            fresh_db bench_small
+            fresh_db bench_small "$1"
             secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_small DMARC_INGEST_LOG=warn timed "$1" import "$cache/small")
             stored=$(query "SELECT count() FROM bench_small.reports")
             awk -v b="$1" -v n="$SMALL" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
@@ -115,7 +116,7 @@ for what in $ONLY; do
         deploy/dev/dovecot.sh add-user "$user" secret >/dev/null
         daemon_run() {
             rm -rf "$home/Maildir"; cp -a "$cache/maildir" "$home/Maildir"
-            fresh_db bench_throughput
+            fresh_db bench_throughput "$1"
             secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_throughput DMARC_INGEST_IMAP_HOST=127.0.0.1 \
                 DMARC_INGEST_IMAP_PORT=${DMARC_IMAP_PORT:-1143} DMARC_INGEST_IMAP_TLS=none \
                 DMARC_INGEST_IMAP_USERNAME=$user DMARC_INGEST_IMAP_PASSWORD=secret DMARC_INGEST_LOG=warn \
@@ -131,7 +132,7 @@ for what in $ONLY; do
     big)
         [ -f "$cache/big.xml.gz" ] || $gen --records "$BIG" --gzip --out "$cache/big.xml.gz" 2>/dev/null
         big_run() {
-            fresh_db bench_big
+            fresh_db bench_big "$1"
             secs=$(DMARC_INGEST_CLICKHOUSE_DATABASE=bench_big DMARC_INGEST_LOG=warn timed "$1" import "$cache/big.xml.gz")
             stored=$(query "SELECT count() FROM bench_big.records")
             awk -v b="$1" -v n="$BIG" -v s="$secs" -v st="$stored" -v m="$(rss_mib)" \
@@ -152,7 +153,7 @@ for what in $ONLY; do
                 sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p' | awk '{s+=$1; n++} END {printf "%.0f", s/n}'
         }
         for bin in "${bins[@]}"; do
-            fresh_db bench_publish
+            fresh_db bench_publish "$bin"
             empty=$(publish_ms "$bin" "$cache/publish-a")
             # FILL reports of one record each: 2,000 domains (example.com among them) over
             # 1,000 days around the batch's day (2023-11-15), 20 reporters; the batch's

@@ -3,7 +3,8 @@
 //! them back in the messages' order (see [`in_order`]).
 //!
 //! Why: parsing is most of the daemon's work on small reports, and one thread parsing
-//! leaves a core idle while ClickHouse publishes. What is read ahead is bounded: only a
+//! leaves cores idle where there are more than ClickHouse, the IMAP server and the
+//! batch's thread keep busy (`[imap] read_ahead_threads`). What is read ahead is bounded: only a
 //! message of at most [`MAX_RAW_BYTES`] is parsed ahead, its rows at most
 //! [`MAX_ROW_BYTES`], and the workers are at most [`DEPTH`] messages each ahead; anything
 //! larger is read by the feeder itself, streaming, as without read-ahead. The outcome of
@@ -34,13 +35,13 @@ pub const MAX_ROW_BYTES: usize = 2 << 20;
 /// Messages parsed ahead and not yet taken by the feeder, per worker.
 pub const DEPTH: usize = 3;
 
-/// Worker threads for read-ahead on this machine: one per core up to four, none on one
-/// core (the feeder then parses each message itself).
-pub fn workers() -> usize {
-    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
-        1 => 0,
-        n => n.min(4),
-    }
+/// Read-ahead threads by default on this machine: one per core beyond two, at most four.
+/// On two cores the batch's own thread, ClickHouse and the IMAP server (when they run
+/// here) keep both busy already, and read-ahead measured no faster there
+/// (`benches/README.md`).
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(2).min(4)
 }
 
 /// One message as read ahead.

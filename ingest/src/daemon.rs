@@ -3,10 +3,11 @@
 //!
 //! One worker per configured mailbox, each on its own connection. A worker's round:
 //! SELECT, list UIDs, then batches (bounded by count and bytes) through a two-stage
-//! pipeline: fetch with `BODY.PEEK[]` (nothing marked read), parse (ahead, on one
-//! worker thread per core, see [`crate::ahead`]) and stage in order (on a blocking
-//! thread) while the batch before is published (on another) and then moved; so every
-//! core works, and mail still moves only after its own batch committed. Only published (or duplicate)
+//! pipeline: fetch with `BODY.PEEK[]` (nothing marked read), parse (ahead on
+//! `read_ahead_threads` threads where there are cores to spare, see [`crate::ahead`])
+//! and stage in order (on a blocking thread) while the batch before is published (on
+//! another) and then moved; so the cores work, and mail still moves only after its own
+//! batch committed. Only published (or duplicate)
 //! mail is archived, only mail whose every report failed for good is quarantined; mail
 //! whose rows could not be written stays in the inbox. Then IDLE (re-issued before the
 //! server's limit) or, without IDLE, a poll interval.
@@ -943,7 +944,8 @@ async fn stage_next(
         .await?;
     Metrics::add(&shared.metrics.messages_fetched, messages.len() as u64);
     summary.fetched += messages.len() as u64;
-    let work = stage_batch(messages, ctx.label, ctx.validity, shared);
+    let threads = ctx.account.read_ahead_threads as usize;
+    let work = stage_batch(messages, ctx.label, ctx.validity, threads, shared);
     let (staged, lost) = with_keepalive(mailbox, ctx.keepalive, work).await;
     ctx.reopen_if_lost(mailbox, lost, "staged").await?;
     Ok(staged)
@@ -1000,6 +1002,7 @@ async fn stage_batch(
     messages: Vec<FetchedMessage>,
     label: &str,
     uid_validity: u32,
+    read_ahead_threads: usize,
     shared: &Shared,
 ) -> Staged {
     let runtime = tokio::runtime::Handle::current();
@@ -1059,7 +1062,7 @@ async fn stage_batch(
         ahead::in_order(
             &runtime,
             messages.into(),
-            ahead::workers(),
+            read_ahead_threads,
             ahead::DEPTH,
             read_ahead,
             stage,

@@ -555,10 +555,13 @@ fn hostile_mail_is_quarantined_in_bounded_attempts_under_the_memory_budget() {
     distinct.insert("html-body".into(), (1, 3));
     imap.deliver(user, "INBOX", &mails);
 
+    // Mail parsed ahead on two threads (none by default on two cores): the read-ahead
+    // meets the hostile mix, the faults and the memory budget too.
     let faults = [
         ("DMARC_TEST_PANIC_REPORT_ID", "PANIC-ME"),
         ("DMARC_TEST_ABORT_REPORT_ID", "ABORT-ME"),
         ("DMARC_INGEST_IMAP_FETCH_BATCH", "25"),
+        ("DMARC_INGEST_IMAP_READ_AHEAD_THREADS", "2"),
     ];
     let budget_kib = 256 * 1024;
     // Killed mid-batch twice, then run to the end as a supervisor would restart it (an

@@ -29,6 +29,9 @@ pub const DEFAULT_FETCH_BATCH: u32 = 1_000;
 /// Default bytes of mail fetched per round (by the sizes the server reports first); a
 /// larger message is fetched alone.
 pub const DEFAULT_FETCH_BATCH_BYTES: u64 = 32 << 20;
+
+/// Most read-ahead threads a mailbox may have.
+pub const MAX_READ_AHEAD_THREADS: u32 = 16;
 /// Default seconds between NOOPs that keep the session alive while a batch is written
 /// (servers may log out a client silent for 30 minutes).
 pub const DEFAULT_KEEPALIVE_SECS: u64 = 300;
@@ -108,6 +111,12 @@ pub struct ImapConfig {
     /// Bytes of mail fetched per round (a larger message comes alone).
     #[serde(deserialize_with = "crate::config::number")]
     pub fetch_batch_bytes: u64,
+    /// Threads that parse a batch's mail ahead of the one staging it (0: none, the batch's
+    /// thread parses each mail itself). Default: one per core beyond two, at most four
+    /// ([`crate::ahead::default_workers`]): on two cores the importer's thread, ClickHouse
+    /// and the IMAP server keep both busy already.
+    #[serde(deserialize_with = "crate::config::number")]
+    pub read_ahead_threads: u32,
     /// Seconds between NOOPs while a slow batch is written.
     #[serde(deserialize_with = "crate::config::number")]
     pub keepalive_secs: u64,
@@ -141,6 +150,7 @@ impl Default for ImapConfig {
             invalid_mailbox: DEFAULT_INVALID_MAILBOX.into(),
             fetch_batch: DEFAULT_FETCH_BATCH,
             fetch_batch_bytes: DEFAULT_FETCH_BATCH_BYTES,
+            read_ahead_threads: crate::ahead::default_workers() as u32,
             keepalive_secs: DEFAULT_KEEPALIVE_SECS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             poll_interval_secs: DEFAULT_POLL_INTERVAL_SECS,
@@ -172,6 +182,7 @@ impl fmt::Debug for ImapConfig {
             .field("invalid_mailbox", &self.invalid_mailbox)
             .field("fetch_batch", &self.fetch_batch)
             .field("fetch_batch_bytes", &self.fetch_batch_bytes)
+            .field("read_ahead_threads", &self.read_ahead_threads)
             .field("keepalive_secs", &self.keepalive_secs)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("poll_interval_secs", &self.poll_interval_secs)
@@ -222,6 +233,11 @@ impl ImapConfig {
         }
         if self.fetch_batch == 0 {
             return Err("fetch_batch must be at least 1".into());
+        }
+        if self.read_ahead_threads > MAX_READ_AHEAD_THREADS {
+            return Err(format!(
+                "read_ahead_threads must be at most {MAX_READ_AHEAD_THREADS}"
+            ));
         }
         if self.idle_timeout_secs == 0 || self.idle_timeout_secs > MAX_IDLE_TIMEOUT_SECS {
             return Err(format!(
@@ -406,6 +422,13 @@ mod tests {
             ),
             (
                 ImapConfig {
+                    read_ahead_threads: MAX_READ_AHEAD_THREADS + 1,
+                    ..valid()
+                },
+                "read_ahead_threads must be at most 16",
+            ),
+            (
+                ImapConfig {
                     idle_timeout_secs: 30 * 60,
                     ..valid()
                 },
@@ -445,9 +468,11 @@ mod tests {
         let c: ImapConfig = toml::from_str(
             "host = \"imap.example.org\"\nport = \"143\"\ntls = \"starttls\"\n\
              auth = \"plain\"\nfetch_batch = \" 50 \"\nidle_timeout_secs = 600\n\
-             poll_interval_secs = \"5\"\nconnect_timeout_secs = \"7\"\n",
+             poll_interval_secs = \"5\"\nconnect_timeout_secs = \"7\"\n\
+             read_ahead_threads = \"2\"\n",
         )
         .unwrap();
+        assert_eq!(c.read_ahead_threads, 2);
         assert_eq!(c.port, 143);
         assert_eq!(c.tls, TlsMode::Starttls);
         assert_eq!(c.auth, AuthMethod::Plain);
