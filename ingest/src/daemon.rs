@@ -1021,13 +1021,14 @@ async fn stage_batch(
         }
         let mut feeder = Feeder::new(runtime.clone(), &store, 0u32);
         feeder.accepted = accepted;
-        // Messages are parsed ahead on worker threads; the feeder stages them in order.
+        // Messages are parsed ahead on worker threads (if any; else each is streamed by
+        // the feeder); the feeder stages them in order.
         let read_ahead = {
             let (label, limits) = (label.clone(), limits.clone());
             let accepted = feeder.accepted.clone();
             Arc::new(move |message: &FetchedMessage| {
                 let source = message_source(&label, uid_validity, message);
-                let ahead = if message.too_large {
+                let ahead = if message.too_large || read_ahead_threads == 0 {
                     ahead::Ahead::Inline
                 } else {
                     let accepted = accepted.as_deref();
