@@ -35,13 +35,21 @@ pub const MAX_ROW_BYTES: usize = 2 << 20;
 /// Messages parsed ahead and not yet taken by the feeder, per worker.
 pub const DEPTH: usize = 3;
 
-/// Read-ahead threads by default on this machine: one per core beyond two, at most four.
-/// On two cores the batch's own thread, ClickHouse and the IMAP server (when they run
-/// here) keep both busy already, and read-ahead measured no faster there
-/// (`benches/README.md`).
+/// Read-ahead threads by default on this machine: one per core beyond two, at most four,
+/// and none below four cores. On two cores the batch's own thread, ClickHouse and the IMAP
+/// server (when they run here) keep both busy already, and read-ahead measured no faster
+/// there; one thread alone is slower than none (the batch thread waits for it instead of
+/// parsing; `benches/README.md`).
 pub fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.saturating_sub(2).min(4)
+    workers_for(std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// [`default_workers`] on a machine of `cores`.
+fn workers_for(cores: usize) -> usize {
+    match cores.saturating_sub(2) {
+        0 | 1 => 0,
+        spare => spare.min(4),
+    }
 }
 
 /// One message as read ahead.
@@ -392,6 +400,12 @@ mod tests {
         let bound = workers * depth;
         assert!(ahead_most.load(Ordering::SeqCst) <= bound);
         assert!(prepared.load(Ordering::SeqCst) <= 50 + bound);
+    }
+
+    #[test]
+    fn read_ahead_by_default_only_where_cores_are_spare() {
+        let by_cores: Vec<usize> = [1, 2, 3, 4, 5, 6, 64].map(workers_for).to_vec();
+        assert_eq!(by_cores, [0, 0, 0, 2, 3, 4, 4]);
     }
 
     #[test]

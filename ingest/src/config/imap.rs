@@ -112,9 +112,9 @@ pub struct ImapConfig {
     #[serde(deserialize_with = "crate::config::number")]
     pub fetch_batch_bytes: u64,
     /// Threads that parse a batch's mail ahead of the one staging it (0: none, the batch's
-    /// thread parses each mail itself). Default: one per core beyond two, at most four
-    /// ([`crate::ahead::default_workers`]): on two cores the importer's thread, ClickHouse
-    /// and the IMAP server keep both busy already.
+    /// thread parses each mail itself; 1 is slower than 0). Default: one per core beyond
+    /// two, at most four, none below four cores ([`crate::ahead::default_workers`]): on two
+    /// cores the importer's thread, ClickHouse and the IMAP server keep both busy already.
     #[serde(deserialize_with = "crate::config::number")]
     pub read_ahead_threads: u32,
     /// Seconds between NOOPs while a slow batch is written.
