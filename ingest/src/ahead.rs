@@ -4,11 +4,11 @@
 //!
 //! Why: parsing is most of the daemon's work on small reports, and one thread parsing
 //! leaves cores idle where there are more than ClickHouse, the IMAP server and the
-//! batch's thread keep busy (`[imap] read_ahead_threads`). What is read ahead is bounded: only a
-//! message of at most [`MAX_RAW_BYTES`] is parsed ahead, its rows at most
-//! [`MAX_ROW_BYTES`], and the workers are at most [`DEPTH`] messages each ahead; anything
-//! larger is read by the feeder itself, streaming, as without read-ahead. The outcome of
-//! every message is the one the feeder would have reached reading it itself.
+//! batch's thread keep busy (`[imap] read_ahead_threads`). What is read ahead is
+//! bounded: only a message of at most [`MAX_RAW_BYTES`] is parsed ahead, its rows at
+//! most [`MAX_ROW_BYTES`], and the workers are at most [`DEPTH`] messages each ahead;
+//! anything larger is read by the feeder itself, streaming, as without read-ahead. The
+//! outcome of every message is the one the feeder would have reached reading it itself.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -57,7 +57,7 @@ fn workers_for(cores: usize) -> usize {
 pub enum Ahead {
     /// Its units, in the order the feeder would have met them.
     Parsed(Vec<Parsed>),
-    /// Not read ahead (too large): the feeder reads it itself.
+    /// Not read ahead (too large, or no read-ahead threads): the feeder streams it.
     Inline,
 }
 
