@@ -599,15 +599,7 @@ impl Store {
             return Ok(());
         }
         self.retry(&format!("insert into {table}"), || async {
-            // `table` is checked to be made of plain identifiers.
-            let mut insert = self.client.insert_unescaped::<T>(table).await?;
-            for (name, value) in self.server.insert_settings() {
-                insert = insert.with_setting(name, value);
-            }
-            for row in rows {
-                insert.write(row).await?;
-            }
-            insert.end().await?;
+            self.insert_once(table, rows).await?;
             if fault() {
                 return Err(clickhouse::error::Error::BadResponse(format!(
                     "Code: 209. DB::Exception: Timeout exceeded while reading from socket (test fault: the acknowledgement of the insert into {table} was lost)"
@@ -616,6 +608,22 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// One attempt at inserting `rows` into `table` (plain identifiers) with the insert
+    /// settings of the server.
+    async fn insert_once<T>(&self, table: &str, rows: &[T]) -> clickhouse::error::Result<()>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Serialize,
+    {
+        let mut insert = self.client.insert_unescaped::<T>(table).await?;
+        for (name, value) in self.server.insert_settings() {
+            insert = insert.with_setting(name, value);
+        }
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await
     }
 
     /// Stages the `reports_staging` rows of `reports` under a new publish batch and
@@ -811,16 +819,7 @@ impl Store {
             })
             .collect();
         let table = format!("{}.rollup_repairs", self.config.database);
-        let once = async {
-            let mut insert = self.client.insert_unescaped::<RepairRow>(&table).await?;
-            for (name, value) in self.server.insert_settings() {
-                insert = insert.with_setting(name, value);
-            }
-            for row in &rows {
-                insert.write(row).await?;
-            }
-            insert.end().await
-        };
+        let once = self.insert_once(&table, &rows);
         let timeout = Duration::from_secs(self.config.request_timeout_secs);
         let result = match tokio::time::timeout(timeout, once).await {
             Ok(r) => r.map_err(|e| e.to_string()),
