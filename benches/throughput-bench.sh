@@ -5,8 +5,9 @@
 #   small   `import` of SMALL (10,000) gzip reports of 5 records each   -> reports/s
 #   daemon  `run --once` over MAILS (2,000) mails of 20 records         -> messages/s
 #   big     `import` of one BIG (1,000,000)-record gzip report          -> records/s
-#   publish mean publish time per batch of 500 small reports into an empty database,
-#           then with FILL (10,000,000) reports (and their records) already stored
+#   publish median publish time per batch of 500 small reports into an empty database,
+#           and with FILL (10,000,000) reports (and their records) already stored, in
+#           ROUNDS turns of 4 batches each
 #
 # Usage: benches/throughput-bench.sh [BIN...]   (default: target/release/dmarc-ingest)
 #        ONLY="small daemon" benches/throughput-bench.sh ...   runs some of them
@@ -41,13 +42,14 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 query() { deploy/dev/clickhouse.sh query "$1"; }
 
-# Reports: DIR COUNT RECORDS PREFIX, once.
+# Reports: DIR COUNT RECORDS PREFIX [BEGIN], once (BEGIN: the reports' day, Unix seconds;
+# 2023-11-15 by default).
 make_reports() {
-    local dir=$1 count=$2 records=$3 prefix=$4
+    local dir=$1 count=$2 records=$3 prefix=$4 begin=${5:-1700006400}
     [ -f "$dir.done" ] && return
     rm -rf "$dir"; mkdir -p "$dir"
     for i in $(seq 1 "$count"); do
-        $gen --records "$records" --seed "$i" --report-id "$prefix-$i" --gzip --out "$dir/r$i.xml.gz" 2>/dev/null
+        $gen --records "$records" --seed "$i" --report-id "$prefix-$i" --begin "$begin" --gzip --out "$dir/r$i.xml.gz" 2>/dev/null
     done
     touch "$dir.done"
 }
@@ -143,30 +145,45 @@ for what in $ONLY; do
         for _ in $(seq "$ROUNDS"); do for bin in "${bins[@]}"; do big_run "$bin"; done; done
         median big records/s ;;
     publish)
+        # Batch publish times with an empty database and with FILL reports stored, in
+        # turns: each round imports 2,000 reports (4 batches of 500) into a new empty
+        # database, then 2,000 other reports into the filled one, each round's on a day of
+        # its own (so that no round finds an earlier round's reports on its day); the
+        # median of all batches of each kind is printed.
         make_reports "$cache/publish-a" 2000 5 bench-publish-a
-        make_reports "$cache/publish-b" 2000 5 bench-publish-b
-        # Mean of the "batch published" times of an import of 2,000 reports (4 batches).
+        for r in $(seq "$ROUNDS"); do
+            make_reports "$cache/publish-b$r" 2000 5 bench-publish-b$r $((1700006400 + r * 86400))
+        done
+        # The "batch published" times (ms) of an import of DIR into DB, a line each.
         publish_ms() {
-            DMARC_INGEST_CLICKHOUSE_DATABASE=bench_publish DMARC_INGEST_CLICKHOUSE_PUBLISH_REPORTS=500 \
-                DMARC_INGEST_LOG=dmarc_ingest::store=debug,warn "$1" import "$2" 2>&1 >/dev/null |
+            DMARC_INGEST_CLICKHOUSE_DATABASE=$2 DMARC_INGEST_CLICKHOUSE_PUBLISH_REPORTS=500 \
+                DMARC_INGEST_LOG=dmarc_ingest::store=debug,warn "$1" import "$3" 2>&1 >/dev/null |
                 sed 's/\x1b\[[0-9;]*m//g' | grep 'batch published' |
-                sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p' | awk '{s+=$1; n++} END {printf "%.0f", s/n}'
+                sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p'
         }
+        median_of() { sort -n "$1" | awk '{v[NR] = $1} END {printf "%.0f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
         for bin in "${bins[@]}"; do
             fresh_db bench_publish "$bin"
-            empty=$(publish_ms "$bin" "$cache/publish-a")
             # FILL reports of one record each: 2,000 domains (example.com among them) over
-            # 1,000 days around the batch's day (2023-11-15), 20 reporters; the batch's
-            # domain-day gets its share, as it would.
+            # 1,000 days around the batches' days (from 2023-11-15), 20 reporters; each
+            # batch's domain-day gets its share, as it would.
             query "INSERT INTO bench_publish.reports (policy_domain, date_begin, date_end, org_name, report_id, record_count, message_count, source, ingest_id, ingested_at) SELECT if(number % 2000 = 0, 'example.com', concat('d', toString(number % 2000), '.example')), toDateTime(1656806400 + (intDiv(number, 2000) % 1000) * 86400), toDateTime(1656806400 + (intDiv(number, 2000) % 1000) * 86400 + 86399), concat('reporter', toString(number % 20), '.example'), concat('fill-', toString(number)), 1, 3, 'fill', generateUUIDv4(), now() FROM numbers($FILL)" >/dev/null
             query "INSERT INTO bench_publish.records (policy_domain, date_begin, date_end, org_name, report_id, record_index, source_ip, source_ip_v6, message_count, ingest_id, ingested_at) SELECT policy_domain, date_begin, date_end, org_name, report_id, 0, '192.0.2.1', toFixedString(unhex('00000000000000000000FFFFC0000201'), 16), 3, ingest_id, ingested_at FROM bench_publish.reports WHERE source = 'fill'" >/dev/null
             # Measured once the fill's merges are done (they would compete for the CPU).
             query "OPTIMIZE TABLE bench_publish.reports FINAL" >/dev/null
             query "OPTIMIZE TABLE bench_publish.records FINAL" >/dev/null
             filled=$(query "SELECT count() FROM bench_publish.reports")
-            full=$(publish_ms "$bin" "$cache/publish-b")
-            awk -v b="$bin" -v e="$empty" -v f="$full" -v n="$filled" \
-                'BEGIN {printf "publish %-40s %6d ms per batch empty, %6d ms with %d reports stored (%+.0f%%)\n", b, e, f, n, (f-e)*100/e}'
+            : >"$tmp/empty"; : >"$tmp/full"
+            for r in $(seq "$ROUNDS"); do
+                fresh_db bench_publish_empty "$bin"
+                publish_ms "$bin" bench_publish_empty "$cache/publish-a" >>"$tmp/empty"
+                publish_ms "$bin" bench_publish "$cache/publish-b$r" >>"$tmp/full"
+            done
+            empty=$(median_of "$tmp/empty"); full=$(median_of "$tmp/full")
+            awk -v b="$bin" -v e="$empty" -v f="$full" -v n="$filled" -v k="$(wc -l <"$tmp/full")" \
+                'BEGIN {printf "publish %-40s median of %d batches: %4d ms empty, %4d ms with %d reports stored (%+.0f%%)\n", b, k, e, f, n, (f-e)*100/e}'
+            printf 'publish   batches empty (ms): %s\n' "$(tr '\n' ' ' <"$tmp/empty")"
+            printf 'publish   batches full (ms):  %s\n' "$(tr '\n' ' ' <"$tmp/full")"
         done ;;
     *) echo "unknown benchmark: $what" >&2; exit 2 ;;
     esac

@@ -1,6 +1,6 @@
 //! `gen-report`: writes a synthetic DMARC aggregate report for benchmarks.
 //!
-//! In: `--records N [--seed S] [--dmarcbis] [--gzip] [--out PATH|-]`.
+//! In: `--records N [--seed S] [--report-id ID] [--begin UNIX] [--dmarcbis] [--gzip] [--out PATH|-]`.
 //! Out: the report (XML, or gzip at level 6 with `--gzip`) to PATH or stdout, and one JSON
 //! line on stderr: `{"records":N,"messages":M,"xml_bytes":B}` (B counts uncompressed XML).
 //! Exit codes: 0 done, 1 write failed, 2 bad arguments.
@@ -14,7 +14,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 const USAGE: &str =
-    "usage: gen-report --records N [--seed S] [--report-id ID] [--dmarcbis] [--gzip] [--out PATH|-]";
+    "usage: gen-report --records N [--seed S] [--report-id ID] [--begin UNIX] [--dmarcbis] [--gzip] [--out PATH|-]";
 const GZIP_LEVEL: u32 = 6;
 const OUT_BUFFER_BYTES: usize = 256 * 1024;
 
@@ -49,6 +49,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 out = (path != "-").then_some(path);
             }
             "--report-id" => spec.report_id = value("an id")?,
+            "--begin" => spec.date_begin = parse_u64(&name, &value("Unix seconds")?)?,
             "--dmarcbis" => spec.dmarcbis = true,
             "--gzip" => gzip = true,
             "-h" | "--help" => return Err(String::new()),
@@ -125,6 +126,8 @@ mod tests {
             "--records",
             "1_000_000",
             "--seed=9",
+            "--begin",
+            "1700092800",
             "--dmarcbis",
             "--gzip",
             "--out",
@@ -135,6 +138,7 @@ mod tests {
             (a.spec.records, a.spec.seed, a.spec.dmarcbis),
             (1_000_000, 9, true)
         );
+        assert_eq!(a.spec.date_begin, 1_700_092_800);
         assert!(a.gzip);
         assert_eq!(a.out.as_deref(), Some("r.xml.gz"));
     }
@@ -143,6 +147,7 @@ mod tests {
     fn defaults_and_stdout() {
         let a = parse(&["--records=5", "--out", "-"]).unwrap();
         assert_eq!(a.spec.seed, ReportSpec::default().seed);
+        assert_eq!(a.spec.date_begin, ReportSpec::default().date_begin);
         assert!(!a.gzip && !a.spec.dmarcbis && a.out.is_none());
     }
 
