@@ -40,6 +40,15 @@ impl Mode {
 
 /// Whether `authenticated` (a DKIM `d=` or SPF domain) aligns with `header_from`.
 pub fn aligned(authenticated: &str, header_from: &str, mode: Mode) -> bool {
+    aligned_with(authenticated, header_from, mode, &mut Lookups::default())
+}
+
+fn aligned_with<'a>(
+    authenticated: &'a str,
+    header_from: &'a str,
+    mode: Mode,
+    lookups: &mut Lookups<'a>,
+) -> bool {
     let a = authenticated.trim().trim_end_matches('.');
     let h = header_from.trim().trim_end_matches('.');
     if a.is_empty() || h.is_empty() {
@@ -47,7 +56,37 @@ pub fn aligned(authenticated: &str, header_from: &str, mode: Mode) -> bool {
     }
     match mode {
         Mode::Strict => a.eq_ignore_ascii_case(h),
-        Mode::Relaxed => organisational(a) == organisational(h),
+        Mode::Relaxed => {
+            let (a, h) = (lookups.index(a), lookups.index(h));
+            a == h || lookups.seen[a].1 == lookups.seen[h].1
+        }
+    }
+}
+
+/// The organisational domains looked up for one record, by the exact text looked up:
+/// a record's identifiers mostly name one or two domains, and comparing a few short
+/// strings costs far less than a Public Suffix List lookup and its allocation.
+#[derive(Default)]
+struct Lookups<'a> {
+    seen: Vec<(&'a str, String)>,
+}
+
+impl<'a> Lookups<'a> {
+    /// [`organisational`] of `domain`, looked up once per record.
+    fn org(&mut self, domain: &'a str) -> &str {
+        let at = self.index(domain);
+        &self.seen[at].1
+    }
+
+    /// Where `domain` and its organisational domain are in `seen` (added if new).
+    fn index(&mut self, domain: &'a str) -> usize {
+        match self.seen.iter().position(|(d, _)| *d == domain) {
+            Some(at) => at,
+            None => {
+                self.seen.push((domain, organisational(domain)));
+                self.seen.len() - 1
+            }
+        }
     }
 }
 
@@ -70,6 +109,14 @@ impl Alignment {
 
 /// Recomputes the alignment of `record` under the published `policy`.
 pub fn alignment(record: &Record, policy: &PolicyPublished) -> Alignment {
+    alignment_with(record, policy, &mut Lookups::default())
+}
+
+fn alignment_with<'a>(
+    record: &'a Record,
+    policy: &PolicyPublished,
+    lookups: &mut Lookups<'a>,
+) -> Alignment {
     let adkim = Mode::from_tag(policy.adkim.as_deref());
     let aspf = Mode::from_tag(policy.aspf.as_deref());
     let from = record.header_from.as_str();
@@ -77,13 +124,21 @@ pub fn alignment(record: &Record, policy: &PolicyPublished) -> Alignment {
         dkim: record
             .dkim
             .iter()
-            .any(|d| d.result == "pass" && aligned(&d.domain, from, adkim)),
+            .any(|d| d.result == "pass" && aligned_with(&d.domain, from, adkim, lookups)),
         spf: record.spf.iter().any(|s| {
             s.result == "pass"
                 && matches!(s.scope.as_deref(), None | Some("mfrom"))
-                && aligned(&s.domain, from, aspf)
+                && aligned_with(&s.domain, from, aspf, lookups)
         }),
     }
+}
+
+/// [`alignment`] and [`organisations`] of `record` together, each distinct domain
+/// looked up once (what a row needs).
+pub fn analyse(record: &Record, policy: &PolicyPublished) -> (Alignment, Organisations) {
+    let mut lookups = Lookups::default();
+    let alignment = alignment_with(record, policy, &mut lookups);
+    (alignment, organisations_with(record, &mut lookups))
 }
 
 /// The organisational domains of a record's identifiers.
@@ -102,24 +157,28 @@ pub struct Organisations {
 
 /// The organisational domains of `record`'s identifiers.
 pub fn organisations(record: &Record) -> Organisations {
+    organisations_with(record, &mut Lookups::default())
+}
+
+fn organisations_with<'a>(record: &'a Record, lookups: &mut Lookups<'a>) -> Organisations {
     Organisations {
-        header_from: organisational(&record.header_from),
+        header_from: lookups.org(&record.header_from).to_owned(),
         envelope_from: record
             .envelope_from
             .as_deref()
-            .map(|e| organisational(e.rsplit('@').next().unwrap_or(e)))
+            .map(|e| lookups.org(e.rsplit('@').next().unwrap_or(e)).to_owned())
             .unwrap_or_default(),
         dkim: record
             .dkim
             .iter()
-            .map(|d| organisational(&d.domain))
+            .map(|d| lookups.org(&d.domain).to_owned())
             .collect(),
         spf: record
             .spf
             .iter()
-            .map(|s| organisational(&s.domain))
+            .map(|s| lookups.org(&s.domain).to_owned())
             .collect(),
-        sender: sender_org(record),
+        sender: lookups.org(sender_domain(record)).to_owned(),
     }
 }
 
@@ -127,6 +186,11 @@ pub fn organisations(record: &Record) -> Organisations {
 /// organisational domain of the first passing DKIM signature, else of the SPF-checked
 /// envelope domain, else of envelope_from, else of header_from.
 pub fn sender_org(record: &Record) -> String {
+    organisational(sender_domain(record))
+}
+
+/// The domain [`sender_org`] takes the organisation of.
+fn sender_domain(record: &Record) -> &str {
     let candidate = record
         .dkim
         .iter()
@@ -142,8 +206,7 @@ pub fn sender_org(record: &Record) -> String {
         .or(record.envelope_from.as_deref().filter(|e| !e.is_empty()))
         .unwrap_or(record.header_from.as_str());
     // An envelope address (`bounce@esp.example`) counts by its domain.
-    let domain = candidate.rsplit('@').next().unwrap_or(candidate);
-    organisational(domain)
+    candidate.rsplit('@').next().unwrap_or(candidate)
 }
 
 #[cfg(test)]
@@ -260,6 +323,72 @@ mod tests {
         // No policy tags at all: relaxed.
         let r = record(&[("mail.example.com", "pass")], &[]);
         assert!(alignment(&r, &PolicyPublished::default()).dkim);
+    }
+
+    /// `analyse` looks each distinct domain up once per record; what it gives must be
+    /// what looking every identifier up on its own gives.
+    #[test]
+    fn analyse_equals_one_lookup_per_identifier() {
+        let domains = [
+            "example.com",
+            "Example.COM.",
+            "mail.example.com",
+            "example.co.uk",
+            "shop.example.co.uk",
+            "mcsv.net",
+            "a.github.io",
+            "b.github.io",
+            "",
+            " example.com ",
+            "bounce@esp.example.net",
+        ];
+        let mut checked = 0;
+        for (i, from) in domains.iter().enumerate() {
+            for (j, d) in domains.iter().enumerate() {
+                let s = domains[(i + j) % domains.len()];
+                for (result, scope) in [
+                    ("pass", Some("mfrom")),
+                    ("fail", None),
+                    ("pass", Some("helo")),
+                ] {
+                    let mut r = record(
+                        &[(d, result), (s, "pass")],
+                        &[(s, scope, result), (d, None, "pass")],
+                    );
+                    r.header_from = (*from).into();
+                    r.envelope_from = Some(format!("x@{s}"));
+                    for p in [policy("r", "r"), policy("s", "r"), policy("r", "s")] {
+                        let (alignment, orgs) = analyse(&r, &p);
+                        let adkim = Mode::from_tag(p.adkim.as_deref());
+                        let aspf = Mode::from_tag(p.aspf.as_deref());
+                        let expected = Alignment {
+                            dkim: r
+                                .dkim
+                                .iter()
+                                .any(|k| k.result == "pass" && aligned(&k.domain, from, adkim)),
+                            spf: r.spf.iter().any(|k| {
+                                k.result == "pass"
+                                    && matches!(k.scope.as_deref(), None | Some("mfrom"))
+                                    && aligned(&k.domain, from, aspf)
+                            }),
+                        };
+                        assert_eq!(alignment, expected, "{r:?} {p:?}");
+                        assert_eq!(orgs.header_from, organisational(from));
+                        assert_eq!(
+                            orgs.envelope_from,
+                            organisational(s.rsplit('@').next().unwrap())
+                        );
+                        let dkim: Vec<_> =
+                            r.dkim.iter().map(|k| organisational(&k.domain)).collect();
+                        let spf: Vec<_> = r.spf.iter().map(|k| organisational(&k.domain)).collect();
+                        assert_eq!((orgs.dkim, orgs.spf), (dkim, spf));
+                        assert_eq!(orgs.sender, sender_org(&r));
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 11 * 11 * 3 * 3);
     }
 
     #[test]

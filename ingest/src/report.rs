@@ -1117,7 +1117,13 @@ impl<R: BufRead> ReportReader<R> {
             Node::SourceIp => match value.parse::<IpAddr>() {
                 Ok(ip) => {
                     r.source_addr = Some(ip);
-                    r.source_ip = ip.to_string();
+                    // Rust reads an IPv4 address only in its one canonical form (four
+                    // decimal parts, no leading zeros): the text needs no formatting.
+                    r.source_ip = if ip.is_ipv4() {
+                        value.to_owned()
+                    } else {
+                        ip.to_string()
+                    };
                 }
                 Err(_) => {
                     r.source_addr = None;

@@ -196,8 +196,7 @@ impl RecordRows {
                     .1
             }
         };
-        let alignment = domains::alignment(&record, &header.policy);
-        let orgs = domains::organisations(&record);
+        let (alignment, orgs) = domains::analyse(&record, &header.policy);
         let source_ip_v6 = match record.source_addr {
             Some(IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
             Some(IpAddr::V6(v6)) => v6.octets(),

@@ -629,3 +629,32 @@ fn end_tags_in_a_value_count_against_the_cap() {
     let err = read_with(value(8).as_bytes(), &limits).unwrap_err();
     assert_eq!(err.kind(), FailureKind::LimitExceeded, "{err}");
 }
+
+/// A source address is stored in its canonical text: IPv4 text is kept as sent, which is
+/// only right because Rust reads no other IPv4 form than the canonical one.
+#[test]
+fn source_addresses_are_stored_in_canonical_form() {
+    for (sent, stored, parsed) in [
+        ("192.0.2.1", "192.0.2.1", true),
+        ("0.0.0.0", "0.0.0.0", true),
+        ("255.255.255.255", "255.255.255.255", true),
+        (" 198.51.100.7 ", "198.51.100.7", true),
+        ("2001:DB8:0:0::1", "2001:db8::1", true),
+        ("::FFFF:192.0.2.1", "::ffff:192.0.2.1", true),
+        // Not canonical, so not read as an address: kept as sent, with a problem noted.
+        ("192.000.2.1", "192.000.2.1", false),
+        ("192.0.2", "192.0.2", false),
+        ("0x7f.0.0.1", "0x7f.0.0.1", false),
+    ] {
+        let xml = MINIMAL.replace(
+            "<source_ip>192.0.2.1</source_ip>",
+            &format!("<source_ip>{sent}</source_ip>"),
+        );
+        let (_, recs) = read_all(&xml).unwrap();
+        assert_eq!(recs[0].source_ip, stored, "{sent:?}");
+        assert_eq!(recs[0].source_addr.is_some(), parsed, "{sent:?}");
+        if let Some(addr) = recs[0].source_addr {
+            assert_eq!(addr.to_string(), stored, "{sent:?}");
+        }
+    }
+}
