@@ -56,37 +56,55 @@ fn aligned_with<'a>(
     }
     match mode {
         Mode::Strict => a.eq_ignore_ascii_case(h),
-        Mode::Relaxed => {
-            let (a, h) = (lookups.index(a), lookups.index(h));
-            a == h || lookups.seen[a].1 == lookups.seen[h].1
-        }
+        Mode::Relaxed => lookups.same_org(a, h),
     }
 }
 
 /// The organisational domains looked up for one record, by the exact text looked up:
 /// a record's identifiers mostly name one or two domains, and comparing a few short
-/// strings costs far less than a Public Suffix List lookup and its allocation.
+/// strings costs far less than a Public Suffix List lookup and its allocation. At most
+/// [`REMEMBERED`] domains are kept, so that a hostile record naming thousands of distinct
+/// domains costs one lookup per identifier, as without the memo, and never a scan of
+/// all the others.
 #[derive(Default)]
 struct Lookups<'a> {
     seen: Vec<(&'a str, String)>,
 }
 
+/// Distinct domains a [`Lookups`] keeps (real records name one to four).
+const REMEMBERED: usize = 8;
+
 impl<'a> Lookups<'a> {
-    /// [`organisational`] of `domain`, looked up once per record.
-    fn org(&mut self, domain: &'a str) -> &str {
-        let at = self.index(domain);
-        &self.seen[at].1
+    /// [`organisational`] of `domain`, looked up once per record while the memo has room.
+    fn org(&mut self, domain: &'a str) -> String {
+        match self.index(domain) {
+            Some(at) => self.seen[at].1.clone(),
+            None => organisational(domain),
+        }
     }
 
-    /// Where `domain` and its organisational domain are in `seen` (added if new).
-    fn index(&mut self, domain: &'a str) -> usize {
-        match self.seen.iter().position(|(d, _)| *d == domain) {
-            Some(at) => at,
-            None => {
-                self.seen.push((domain, organisational(domain)));
-                self.seen.len() - 1
-            }
+    /// Whether `a` and `b` have the same organisational domain.
+    fn same_org(&mut self, a: &'a str, b: &'a str) -> bool {
+        if a == b {
+            return true;
         }
+        match (self.index(a), self.index(b)) {
+            (Some(a), Some(b)) => self.seen[a].1 == self.seen[b].1,
+            _ => organisational(a) == organisational(b),
+        }
+    }
+
+    /// Where `domain` and its organisational domain are in `seen`, added if new and
+    /// there is room; `None` when the memo is full and `domain` is not in it.
+    fn index(&mut self, domain: &'a str) -> Option<usize> {
+        if let Some(at) = self.seen.iter().position(|(d, _)| *d == domain) {
+            return Some(at);
+        }
+        if self.seen.len() == REMEMBERED {
+            return None;
+        }
+        self.seen.push((domain, organisational(domain)));
+        Some(self.seen.len() - 1)
     }
 }
 
@@ -162,23 +180,15 @@ pub fn organisations(record: &Record) -> Organisations {
 
 fn organisations_with<'a>(record: &'a Record, lookups: &mut Lookups<'a>) -> Organisations {
     Organisations {
-        header_from: lookups.org(&record.header_from).to_owned(),
+        header_from: lookups.org(&record.header_from),
         envelope_from: record
             .envelope_from
             .as_deref()
-            .map(|e| lookups.org(e.rsplit('@').next().unwrap_or(e)).to_owned())
+            .map(|e| lookups.org(e.rsplit('@').next().unwrap_or(e)))
             .unwrap_or_default(),
-        dkim: record
-            .dkim
-            .iter()
-            .map(|d| lookups.org(&d.domain).to_owned())
-            .collect(),
-        spf: record
-            .spf
-            .iter()
-            .map(|s| lookups.org(&s.domain).to_owned())
-            .collect(),
-        sender: lookups.org(sender_domain(record)).to_owned(),
+        dkim: record.dkim.iter().map(|d| lookups.org(&d.domain)).collect(),
+        spf: record.spf.iter().map(|s| lookups.org(&s.domain)).collect(),
+        sender: lookups.org(sender_domain(record)),
     }
 }
 
@@ -389,6 +399,39 @@ mod tests {
             }
         }
         assert_eq!(checked, 11 * 11 * 3 * 3);
+    }
+
+    /// A record naming more distinct domains than the memo keeps: the memo stays bounded
+    /// (each lookup scans at most `REMEMBERED` entries, so a hostile record costs one
+    /// lookup per identifier, not one scan of all the others), and the answers beyond
+    /// it are still right.
+    #[test]
+    fn the_memo_is_bounded_and_right_beyond_its_bound() {
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!("m{i}.d{}.co.uk", i % 3))
+            .collect();
+        let mut lookups = Lookups::default();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(lookups.org(name), organisational(name));
+            assert!(lookups.seen.len() <= REMEMBERED);
+            let other = &names[(i * 7) % names.len()];
+            assert_eq!(
+                lookups.same_org(name, other),
+                organisational(name) == organisational(other),
+                "{name} {other}"
+            );
+        }
+        assert_eq!(lookups.seen.len(), REMEMBERED);
+
+        let signers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "pass")).collect();
+        let mut r = record(&signers, &[("m999.d0.co.uk", None, "pass")]);
+        r.header_from = "d0.co.uk".into();
+        let (alignment, orgs) = analyse(&r, &policy("r", "r"));
+        assert!(alignment.dkim && alignment.spf);
+        let expected: Vec<_> = names.iter().map(|n| organisational(n)).collect();
+        assert_eq!(orgs.dkim, expected);
+        assert_eq!(orgs.spf, ["d0.co.uk"]);
+        assert_eq!(orgs.sender, "d0.co.uk");
     }
 
     #[test]
