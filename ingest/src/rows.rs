@@ -142,9 +142,15 @@ pub struct RecordRows {
     ingest_id: Uuid,
     ingested_at: u32,
     next_index: u32,
-    /// The header the report's values were taken from, and those values: taken again
-    /// when the header changes (its problems grow as records are read).
-    report: Option<(ReportHeader, ReportValues)>,
+    /// The report's values, and the header they were taken from when they follow it.
+    report: Option<(Option<ReportHeader>, ReportValues)>,
+    /// `parse`: the values are taken again whenever the header changes (its problems grow
+    /// as records are read), which costs a comparison of the whole header per row, as
+    /// printing the row costs. Import: taken once, at the first record: what a stored
+    /// row holds cannot change after it (the reader refuses metadata and policy after a
+    /// record), and comparing a header of up to `max_record_bytes` of `<error>` lines
+    /// on each of millions of rows let one small hostile mail stall an import.
+    follows_header: bool,
 }
 
 /// A report's values as each of its rows repeats them.
@@ -170,15 +176,17 @@ impl RecordRows {
             ingested_at: 0,
             next_index: 0,
             report: None,
+            follows_header: true,
         }
     }
 
     /// Rows tagged with the import attempt `ingest_id`, made at `ingested_at` (Unix
-    /// seconds).
+    /// seconds), the report's values taken once (see `follows_header`).
     pub fn ingest(self, ingest_id: Uuid, ingested_at: u32) -> Self {
         RecordRows {
             ingest_id,
             ingested_at,
+            follows_header: false,
             ..self
         }
     }
@@ -189,10 +197,12 @@ impl RecordRows {
         let record_index = self.next_index;
         self.next_index = self.next_index.saturating_add(1);
         let report = match &mut self.report {
-            Some((made_from, values)) if made_from == header => values,
+            Some((None, values)) => values,
+            Some((Some(made_from), values)) if made_from == header => values,
             slot => {
+                let made_from = self.follows_header.then(|| header.clone());
                 &slot
-                    .insert((header.clone(), ReportValues::new(&self.source, header)?))
+                    .insert((made_from, ReportValues::new(&self.source, header)?))
                     .1
             }
         };
@@ -891,6 +901,25 @@ mod tests {
         // The report's values are made once and shared by its rows.
         assert!(Arc::ptr_eq(&first.report, &second.report));
         assert!(Arc::ptr_eq(&first.org_name, &second.org_name));
+    }
+
+    /// Import takes the report's values once: a header that grows (problems, a trailing
+    /// `<extension>`) is not compared on every row, which let a small hostile mail with
+    /// 60,000 `<error>` lines cost O(header) per record.
+    #[test]
+    fn imported_rows_take_the_report_values_once() {
+        let (mut h, r) = sample();
+        h.errors = vec!["e".to_owned(); 60_000];
+        let mut rows = RecordRows::new("f.xml").ingest(Uuid::from_u128(1), 1_700_100_000);
+        let first = rows.row(&h, r.clone()).unwrap();
+        h.problems.push("record 2 has no <source_ip>".into());
+        h.extensions.push("<extension/>".into());
+        let second = rows.row(&h, r).unwrap();
+        assert!(Arc::ptr_eq(&first.report, &second.report));
+        assert_eq!(second.report.report_errors.len(), 60_000);
+        assert!(second.report.problems.is_empty());
+        assert_eq!((first.record_index, second.record_index), (0, 1));
+        assert_eq!(*second.policy_domain, *first.policy_domain);
     }
 
     #[test]
