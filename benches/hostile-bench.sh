@@ -4,7 +4,9 @@
 # value, 64 MiB of `y>` in a comment, 10 GiB of zeros in gzip members, a mail of 500,000
 # empty MIME parts, a zip entry in a method not decoded here, reports without identity,
 # metadata after the records, a billion-laughs DOCTYPE, a 62 MB mail of one 46 MB gzip,
-# a mail over the 64 MiB cap), delivered into a loopback dovecot and drained by
+# a mail over the 64 MiB cap, and a valid report of WIDE (200,000) records whose metadata
+# holds 60,000 <error> lines, stored like the good ones), delivered into a loopback
+# dovecot and drained by
 # `dmarc-ingest run --once` (release build, default limits) into the local ClickHouse
 # (fresh database `bench_hostile`). Prints the time to drain, messages/s and the peak
 # RSS of the daemon (target: at most 256 MiB whatever arrives).
@@ -13,6 +15,7 @@
 set -euo pipefail
 GOOD=${GOOD:-500}
 COPIES=${COPIES:-3}
+WIDE=${WIDE:-200000}
 cd "$(dirname "$0")/.."
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 deploy/dev/clickhouse.sh install
@@ -27,9 +30,9 @@ for i in $(seq 1 "$GOOD"); do
     target/release/gen-report --records 20 --seed "$i" --report-id "bench-hostile-$i" --gzip \
         --out "$tmp/files/good-$i.xml.gz" 2>/dev/null
 done
-python3 - "$tmp/files" "$COPIES" <<'EOF'
+python3 - "$tmp/files" "$COPIES" "$WIDE" <<'EOF'
 import gzip, io, struct, sys, zipfile, zlib
-out, copies = sys.argv[1], int(sys.argv[2])
+out, copies, wide = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 def gz(data, level=6):
     return gzip.compress(data, level)
@@ -61,6 +64,15 @@ def parts_mail(n):
             b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n")
     return head + b"--b\r\nContent-Type: text/plain\r\n\r\n\r\n" * n + b"--b--\r\n"
 
+def wide_header(rid, records):
+    # A valid report whose header is large (60,000 <error> lines, within
+    # max_record_bytes): each of its many records must not cost the header again.
+    errors = b"<error>e</error>" * 60_000
+    record = (b"<record><row><source_ip>192.0.2.1</source_ip><count>1</count></row>"
+              b"<identifiers><header_from>example.com</header_from></identifiers></record>")
+    xml = report(rid).split(b"<record>")[0].replace(b"</date_range>", b"</date_range>" + errors)
+    return gz(xml + record * records + b"</feedback>")
+
 head = b"<?xml version=\"1.0\"?><feedback><report_metadata><org_name>"
 zeros_member = gz(b"\0" * (16 << 20), 9)
 late = report("late").replace(b"<feedback>", b"<feedback><record><row><source_ip>192.0.2.9</source_ip><count>1</count></row></record>", 1)
@@ -80,6 +92,7 @@ for c in range(copies):
         f"laughs-{c}.xml": laughs,
         f"big-{c}.xml.gz": big,
         f"over-{c}.xml.gz": over,
+        f"wide-{c}.xml.gz": wide_header(f"wide-{c}", wide),
     }
     for name, data in files.items():
         with open(f"{out}/{name}", "wb") as f:
@@ -105,6 +118,6 @@ grep '^run:' "$tmp/time.txt"
 secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$tmp/time.txt")
 rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tmp/time.txt")
 stored=$(deploy/dev/clickhouse.sh query "SELECT count() FROM bench_hostile.reports")
-echo "mails: $total ($GOOD good, $((total - GOOD)) hostile); reports stored: $stored of $GOOD"
+echo "mails: $total ($GOOD good, $((total - GOOD)) hostile); reports stored: $stored of $((GOOD + COPIES)) (the good and the wide ones)"
 deploy/dev/clickhouse.sh query "SELECT reason_kind, count() FROM bench_hostile.failures GROUP BY reason_kind ORDER BY reason_kind"
 awk -v n="$total" -v s="$secs" -v m="$rss" 'BEGIN {printf "drained in: %.2f s\nmessages/s: %.0f\nmax RSS: %.1f MiB (budget 256 MiB)\n", s, n/s, m/1024}'
