@@ -59,6 +59,10 @@ pub enum MessageError {
     TooManyParts { limit: usize },
     #[error("more than {limit} MIME header lines")]
     TooManyHeaderLines { limit: usize },
+    #[error("a Content-Type, Content-Disposition or Content-Transfer-Encoding header field exceeds the limit of {limit} bytes")]
+    ContentFieldTooLong { limit: usize },
+    #[error("a MIME boundary exceeds the limit of {limit} bytes")]
+    BoundaryTooLong { limit: usize },
     #[error("the decoded MIME parts exceed the limit of {limit} bytes")]
     DecodedTooLarge { limit: u64 },
 }
@@ -71,6 +75,8 @@ impl MessageError {
             | MessageError::TooManyAttachments { .. }
             | MessageError::TooManyParts { .. }
             | MessageError::TooManyHeaderLines { .. }
+            | MessageError::ContentFieldTooLong { .. }
+            | MessageError::BoundaryTooLong { .. }
             | MessageError::DecodedTooLarge { .. } => FailureKind::LimitExceeded,
             MessageError::Mime(_) => FailureKind::BadMessage,
             MessageError::NoReport(_) => FailureKind::NoReport,
@@ -81,6 +87,17 @@ impl MessageError {
 /// Header lines allowed in one message, all MIME parts and forwarded messages together
 /// (the parser keeps each in memory). Real report mails have under a hundred.
 pub const MAX_HEADER_LINES: usize = 10_000;
+
+/// Bytes of one Content-Type, Content-Disposition or Content-Transfer-Encoding field,
+/// continuation lines included. The MIME parser decodes these fields in time that grows
+/// with the square of their length (RFC 2047 words, RFC 2231 parameters: a 1 MB field
+/// took 10-12 s); real ones, long RFC 2231 file names and all, stay under 1 KiB.
+pub const MAX_CONTENT_FIELD_BYTES: usize = 8 * 1024;
+
+/// Bytes of a multipart boundary (RFC 2046 allows 70). The parser looks for the boundary
+/// at every line of the part in time that grows with its length (a 100,000-byte boundary
+/// over a 4.4 MB mail took 16 s); this leaves room for senders that overstep the RFC.
+pub const MAX_BOUNDARY_BYTES: usize = 200;
 
 /// Non-report parts named in a "no report" reason; the rest are counted.
 const MAX_PARTS_NAMED: usize = 8;
@@ -148,6 +165,16 @@ impl Walk<'_> {
             });
         }
         self.header_lines_left -= shape.header_lines;
+        if shape.longest_content_field > MAX_CONTENT_FIELD_BYTES {
+            return Err(MessageError::ContentFieldTooLong {
+                limit: MAX_CONTENT_FIELD_BYTES,
+            });
+        }
+        if shape.longest_boundary > MAX_BOUNDARY_BYTES {
+            return Err(MessageError::BoundaryTooLong {
+                limit: MAX_BOUNDARY_BYTES,
+            });
+        }
         let mail = mailparse::parse_mail(raw).map_err(|e| MessageError::Mime(e.to_string()))?;
         self.part(&mail, depth)
     }
@@ -228,24 +255,41 @@ impl Walk<'_> {
 /// Upper bounds of what the MIME parser would build from `raw`, from one scan of its
 /// lines: `parts` counts lines starting with `--` (every part starts with one),
 /// `header_lines` the lines of the header blocks (the first one, and one after each
-/// `--` line up to a blank line).
+/// `--` line up to a blank line); `longest_content_field` is the longest Content-Type,
+/// Content-Disposition or Content-Transfer-Encoding field of those blocks (continuation
+/// lines included, line ends not), `longest_boundary` the longest boundary a multipart
+/// Content-Type field there names (its `boundary` parameters' values, RFC 2231 pieces
+/// summed).
 #[derive(Debug, PartialEq, Eq)]
 struct MimeShape {
     parts: usize,
     header_lines: usize,
+    longest_content_field: usize,
+    longest_boundary: usize,
 }
 
 fn mime_shape(raw: &[u8]) -> MimeShape {
     let mut shape = MimeShape {
         parts: 0,
         header_lines: 0,
+        longest_content_field: 0,
+        longest_boundary: 0,
     };
     let mut in_header = true;
+    // The Content-* field being read (its bytes, kept up to the cap), if any.
+    let mut field: Option<Vec<u8>> = None;
     let mut start = 0;
     while start < raw.len() {
         let end = memchr::memchr(b'\n', &raw[start..]).map_or(raw.len(), |i| start + i);
         let line = &raw[start..end];
         start = end + 1;
+        let text = line.strip_suffix(b"\r").unwrap_or(line);
+        let continues = in_header && matches!(text.first(), Some(b' ' | b'\t'));
+        if !continues {
+            if let Some(done) = field.take() {
+                shape.note_content_field(&done);
+            }
+        }
         if line.starts_with(b"--") {
             shape.parts += 1;
             in_header = true;
@@ -254,10 +298,108 @@ fn mime_shape(raw: &[u8]) -> MimeShape {
                 in_header = false;
             } else {
                 shape.header_lines += 1;
+                if continues {
+                    if let Some(f) = &mut field {
+                        f.extend_from_slice(&text[..text.len().min(MAX_CONTENT_FIELD_BYTES + 1)]);
+                    }
+                } else if is_content_field(text) {
+                    field = Some(text[..text.len().min(MAX_CONTENT_FIELD_BYTES + 1)].to_vec());
+                }
+                if let Some(f) = &mut field {
+                    // Past the cap the field is refused anyway: keep no more of it.
+                    f.truncate(MAX_CONTENT_FIELD_BYTES + 1);
+                }
             }
         }
     }
+    if let Some(done) = field.take() {
+        shape.note_content_field(&done);
+    }
     shape
+}
+
+impl MimeShape {
+    fn note_content_field(&mut self, field: &[u8]) {
+        self.longest_content_field = self.longest_content_field.max(field.len());
+        if field.len() <= MAX_CONTENT_FIELD_BYTES {
+            self.longest_boundary = self.longest_boundary.max(boundary_bytes(field));
+        }
+    }
+}
+
+/// Whether a header line opens a Content-Type, Content-Disposition or
+/// Content-Transfer-Encoding field (the ones the parser decodes).
+fn is_content_field(line: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return false;
+    };
+    let name = line[..colon].trim_ascii();
+    [
+        &b"content-type"[..],
+        b"content-disposition",
+        b"content-transfer-encoding",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// At least the bytes of the boundary a multipart Content-Type field names: every
+/// `boundary` parameter's value as the parser cuts it (`boundary*0`, `boundary*1*`:
+/// RFC 2231 pieces the parser joins), summed; 0 for any other field.
+fn boundary_bytes(field: &[u8]) -> usize {
+    let Some(colon) = memchr::memchr(b':', field) else {
+        return 0;
+    };
+    let name = field[..colon].trim_ascii();
+    let value = field[colon + 1..].trim_ascii_start();
+    let multipart = b"multipart";
+    if !name.eq_ignore_ascii_case(b"content-type")
+        || value.len() < multipart.len()
+        || !value[..multipart.len()].eq_ignore_ascii_case(multipart)
+    {
+        return 0;
+    }
+    let lower = value.to_ascii_lowercase();
+    let mut total = 0;
+    for at in memchr::memmem::find_iter(&lower, b"boundary") {
+        let rest = &value[at + b"boundary".len()..];
+        // The name may go on with RFC 2231's `*0`, `*1*`, `*`.
+        let rest = rest.trim_ascii_start();
+        let rest = &rest[rest
+            .iter()
+            .take_while(|&&b| b == b'*' || b.is_ascii_digit())
+            .count()..];
+        let Some(rest) = rest.trim_ascii_start().strip_prefix(b"=") else {
+            continue;
+        };
+        total += parameter_value_bytes(rest);
+    }
+    total
+}
+
+/// At least the bytes of a parameter value as the parser takes it: up to the next `;`
+/// outside quotes (a `\` inside quotes escapes the next byte), trimmed, the quotes
+/// around it removed (its escapes are not: an upper bound).
+fn parameter_value_bytes(rest: &[u8]) -> usize {
+    let (mut in_quote, mut escaped) = (false, false);
+    let mut end = rest.len();
+    for (i, &b) in rest.iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if in_quote && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            in_quote = !in_quote;
+        } else if b == b';' && !in_quote {
+            end = i;
+            break;
+        }
+    }
+    let value = rest[..end].trim_ascii();
+    match value {
+        [b'"', .., b'"'] => value.len() - 2,
+        _ => value.len(),
+    }
 }
 
 /// The part's file name: `filename` of Content-Disposition, else `name` of Content-Type
@@ -731,6 +873,102 @@ mod tests {
         assert!(matches!(err, MessageError::Mime(_)), "{err}");
     }
 
+    /// A report mail whose report part has the Content-Type field `field` (which may fold
+    /// over lines), under a multipart Content-Type naming `boundary`.
+    fn mail_with(field: &str, boundary: &str) -> Vec<u8> {
+        let data = base64(&gzip(XML));
+        format!(
+            "From: dmarc@example.net\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+             --{boundary}\r\n{field}\r\nContent-Transfer-Encoding: base64\r\n\r\n{data}\r\n--{boundary}--\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// `Content-Type: application/gzip; name="r...r"`, folded after the `;`, exactly `len`
+    /// bytes long without its line ends.
+    fn gzip_field(len: usize) -> String {
+        let head = "Content-Type: application/gzip;\r\n name=\"";
+        let fixed = head.len() - 2 + 1;
+        format!("{head}{}\"", "r".repeat(len - fixed))
+    }
+
+    #[test]
+    fn content_fields_are_capped_at_the_default_before_parsing() {
+        let at = report_attachments(
+            &mail_with(&gzip_field(MAX_CONTENT_FIELD_BYTES), "b"),
+            &Limits::default(),
+        );
+        assert_eq!(at.unwrap().len(), 1);
+        let err = report_attachments(
+            &mail_with(&gzip_field(MAX_CONTENT_FIELD_BYTES + 1), "b"),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MessageError::ContentFieldTooLong {
+                    limit: MAX_CONTENT_FIELD_BYTES
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.kind(), FailureKind::LimitExceeded);
+        // The shapes that made the parser quadratic (review of 2026-12-01): 80,000 RFC 2231
+        // parameters, RFC 2047 word markers, in Content-Type and Content-Disposition.
+        let params: String = (0..80_000).map(|i| format!(";p{i}*0*=''x")).collect();
+        let markers = "x=?".repeat(400_000);
+        for field in [
+            format!("Content-Type: text/plain{params}"),
+            format!("Content-Type: text/plain; x={markers}"),
+            format!("Content-Disposition: attachment{params}"),
+            format!("content-transfer-encoding :\r\n\t{markers}"),
+        ] {
+            let err = report_attachments(&mail_with(&field, "b"), &Limits::default()).unwrap_err();
+            assert!(
+                matches!(err, MessageError::ContentFieldTooLong { .. }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn boundaries_are_capped_at_the_default_before_parsing() {
+        let ok = "b".repeat(MAX_BOUNDARY_BYTES);
+        let at = report_attachments(
+            &mail_with("Content-Type: application/gzip", &ok),
+            &Limits::default(),
+        );
+        assert_eq!(at.unwrap().len(), 1);
+        let long = "-".repeat(MAX_BOUNDARY_BYTES) + "X";
+        let err = report_attachments(
+            &mail_with("Content-Type: application/gzip", &long),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MessageError::BoundaryTooLong {
+                    limit: MAX_BOUNDARY_BYTES
+                }
+            ),
+            "{err}"
+        );
+        // What the parser takes as the boundary: RFC 2231 pieces joined, an unquoted value
+        // up to the next `;` (spaces included), escaped quotes; a non-multipart type names none.
+        let half = "x".repeat(MAX_BOUNDARY_BYTES / 2 + 1);
+        for (field, bytes) in [
+            (format!("Content-Type: multipart/mixed; boundary*0=\"{half}\";\r\n boundary*1=\"{half}\""), 2 * half.len()),
+            (format!("Content-Type: Multipart/Mixed; BOUNDARY = a {half}; charset=x"), half.len() + 2),
+            (format!("Content-Type: multipart/mixed; boundary=\"a\\\";{half}\""), half.len() + 4),
+            (format!("Content-Type: text/plain; boundary=\"{half}{half}\""), 0),
+        ] {
+            let shape = mime_shape(format!("{field}\r\n\r\nbody\r\n").as_bytes());
+            assert_eq!(shape.longest_boundary, bytes, "{field}");
+        }
+    }
+
     #[test]
     fn mime_shape_bounds_what_the_parser_builds() {
         let raw = mail(&[
@@ -742,5 +980,10 @@ mod tests {
         // each of the parts' headers.
         assert_eq!(shape.parts, 3);
         assert_eq!(shape.header_lines, 5 + 2);
+        assert_eq!(
+            shape.longest_content_field,
+            "Content-Type: multipart/mixed; boundary=\"b1\"".len()
+        );
+        assert_eq!(shape.longest_boundary, 2);
     }
 }
