@@ -12,7 +12,9 @@
 //!
 //! Bounded before anything is built: the message size (`max_message_bytes`); the MIME
 //! parts (`max_mime_parts`) and header lines ([`MAX_HEADER_LINES`]), counted by a scan of
-//! the raw bytes before the parser builds its tree; the decoded bytes of all parts held at
+//! the raw bytes before the parser builds its tree, which also bounds the Content-* fields
+//! ([`MAX_CONTENT_FIELD_BYTES`]) and multipart boundaries ([`MAX_BOUNDARY_BYTES`]) the
+//! parser takes quadratic time over; the decoded bytes of all parts held at
 //! once (`max_message_bytes` again); the report attachments (`max_attachments_per_message`).
 //! Forwarded `message/rfc822` parts count against the same totals as the mail around them.
 
