@@ -169,9 +169,15 @@ for what in $ONLY; do
             # batch's domain-day gets its share, as it would.
             query "INSERT INTO bench_publish.reports (policy_domain, date_begin, date_end, org_name, report_id, record_count, message_count, source, ingest_id, ingested_at) SELECT if(number % 2000 = 0, 'example.com', concat('d', toString(number % 2000), '.example')), toDateTime(1656806400 + (intDiv(number, 2000) % 1000) * 86400), toDateTime(1656806400 + (intDiv(number, 2000) % 1000) * 86400 + 86399), concat('reporter', toString(number % 20), '.example'), concat('fill-', toString(number)), 1, 3, 'fill', generateUUIDv4(), now() FROM numbers($FILL)" >/dev/null
             query "INSERT INTO bench_publish.records (policy_domain, date_begin, date_end, org_name, report_id, record_index, source_ip, source_ip_v6, message_count, ingest_id, ingested_at) SELECT policy_domain, date_begin, date_end, org_name, report_id, 0, '192.0.2.1', toFixedString(unhex('00000000000000000000FFFFC0000201'), 16), 3, ingest_id, ingested_at FROM bench_publish.reports WHERE source = 'fill'" >/dev/null
-            # Measured once the fill's merges are done (they would compete for the CPU).
-            query "OPTIMIZE TABLE bench_publish.reports FINAL" >/dev/null
-            query "OPTIMIZE TABLE bench_publish.records FINAL" >/dev/null
+            # Measured once the fill's merges are done, the rollups' too (the views wrote
+            # them in many parts, which would merge beside the first rounds).
+            for table in reports records records_daily reporter_daily source_daily; do
+                query "OPTIMIZE TABLE bench_publish.$table FINAL" >/dev/null
+            done
+            for _ in $(seq 120); do
+                [ "$(query "SELECT count() FROM system.merges WHERE database = 'bench_publish'")" = 0 ] && break
+                sleep 1
+            done
             filled=$(query "SELECT count() FROM bench_publish.reports")
             : >"$tmp/empty"; : >"$tmp/full"
             for r in $(seq "$ROUNDS"); do
